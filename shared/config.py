@@ -1,0 +1,107 @@
+"""One frozen configuration read by both implementations, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLASS_NAMES: tuple[str, ...] = (
+    "Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch", "none",
+)
+ACCELERATORS = ("cpu", "gpu", "auto")
+STRATEGIES = ("auto", "ddp")
+PRECISIONS = ("32", "bf16-mixed")
+MONITORS = {"val_loss": "min", "val_acc": "max"}
+
+
+def _opt(help_text: str, **extra) -> dict:
+    """Field metadata read by the CLI builder: help text plus optional `choices`/`flag`."""
+    return {"help": help_text, **extra}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob both implementations use; the CLI is generated from these fields."""
+
+    # data
+    data: str = field(default="synthetic", metadata=_opt("'synthetic' or the path of an LSWMD-format pickle"))
+    samples_per_class: int = field(default=100, metadata=_opt("maps per class (synthetic) / cap per class (real; 0 = no cap)"))
+    balance_classes: bool = field(default=True, metadata=_opt("equal class counts; off keeps WM-811K's class proportions"))
+    image_size: int = field(default=64, metadata=_opt("side of the square grid every map is resized to"))
+    val_fraction: float = field(default=0.15, metadata=_opt("fraction of maps held out for validation"))
+    test_fraction: float = field(default=0.15, metadata=_opt("fraction of maps held out for the final test"))
+    augment: bool = field(default=False, metadata=_opt("random flips and 90-degree rotations of training maps"))
+    seed: int = field(default=42, metadata=_opt("seed for data generation, splits, weights and shuffling"))
+    # model
+    base_channels: int = field(default=32, metadata=_opt("channels of WaferCNN's first conv block"))
+    dropout: float = field(default=0.3, metadata=_opt("dropout rate before the classifier"))
+    # optimisation
+    epochs: int = field(default=30, metadata=_opt("maximum number of epochs"))
+    batch_size: int = field(default=32, metadata=_opt("batch size per process"))
+    lr: float = field(default=1e-3, metadata=_opt("Adam learning rate"))
+    weight_decay: float = field(default=0.0, metadata=_opt("Adam weight decay"))
+    class_weights: bool = field(default=False, metadata=_opt("weight the loss by inverse class frequency"))
+    # early stopping and checkpoints
+    patience: int = field(default=5, metadata=_opt("epochs without improvement before stopping"))
+    monitor: str = field(default="val_loss", metadata=_opt("metric for early stopping and best checkpoints", choices=tuple(MONITORS)))
+    min_delta: float = field(default=0.0, metadata=_opt("smallest change that counts as an improvement"))
+    save_top_k: int = field(default=3, metadata=_opt("best checkpoints kept besides 'last'"))
+    # runtime
+    num_workers: int = field(default=0, metadata=_opt("DataLoader worker processes"))
+    accelerator: str = field(default="auto", metadata=_opt("where to train", choices=ACCELERATORS))
+    devices: int = field(default=1, metadata=_opt("devices (processes) per node"))
+    num_nodes: int = field(default=1, metadata=_opt("nodes (Lightning DDP; plain side takes torchrun's)"))
+    strategy: str = field(default="auto", metadata=_opt("'ddp' for DistributedDataParallel", choices=STRATEGIES))
+    precision: str = field(default="32", metadata=_opt("numeric precision", choices=PRECISIONS))
+    channels_last: bool = field(default=False, metadata=_opt("NHWC memory format for model and batches"))
+    compile: bool = field(default=False, metadata=_opt("wrap the model in torch.compile"))
+    deterministic: bool = field(default=False, metadata=_opt("torch.use_deterministic_algorithms"))
+    log_every_n_steps: int = field(default=50, metadata=_opt("steps between per-step loss points in TensorBoard"))
+    barebones: bool = field(default=False, metadata=_opt("no logging, checkpoints, progress bar or early stopping (speed runs)"))
+    output_dir: str = field(default="runs/latest", metadata=_opt("folder for metrics, plots, logs and checkpoints"))
+    resume: str | None = field(default=None, metadata=_opt("'last' or a checkpoint path to continue from"))
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "epochs", "batch_size", "base_channels", "devices", "num_nodes", "log_every_n_steps"):
+            _require(name, getattr(self, name), getattr(self, name) >= 1, "must be >= 1")
+        for name in ("samples_per_class", "patience", "save_top_k", "num_workers", "min_delta", "weight_decay"):
+            _require(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
+        _require("image_size", self.image_size, self.image_size >= 8, "must be >= 8 (three 2x poolings)")
+        _require("lr", self.lr, self.lr > 0, "must be > 0")
+        _require("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
+        for name in ("val_fraction", "test_fraction"):
+            _require(name, getattr(self, name), 0 < getattr(self, name) < 1, "must be in (0, 1)")
+        _require("val_fraction", self.val_fraction, self.val_fraction + self.test_fraction < 1,
+                 f"plus test_fraction={self.test_fraction} must leave training data (< 1)")
+        for name, allowed in (("accelerator", ACCELERATORS), ("strategy", STRATEGIES),
+                              ("precision", PRECISIONS), ("monitor", tuple(MONITORS))):
+            _require(name, getattr(self, name), getattr(self, name) in allowed, f"must be one of {allowed}")
+        if self.data != "synthetic":
+            _require("data", self.data, Path(self.data).is_file(), "is neither 'synthetic' nor an existing file")
+        else:
+            _require("samples_per_class", self.samples_per_class, self.samples_per_class >= 1,
+                     "must be >= 1 for synthetic data")
+        if self.resume not in (None, "last"):
+            _require("resume", self.resume, Path(self.resume).is_file(), "is neither 'last' nor an existing file")
+
+    @property
+    def monitor_mode(self) -> str:
+        """'min' for losses, 'max' for accuracies."""
+        return MONITORS[self.monitor]
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.output_dir) / "checkpoints"
+
+    def replace(self, **changes) -> TrainConfig:
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _require(name: str, value, ok: bool, why: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} {why}")

@@ -1,0 +1,119 @@
+"""The dataset both sides train on: load, stratified split, and the three DataLoaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.utils.class_weight import compute_class_weight
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from shared.config import CLASS_NAMES, TrainConfig
+from shared.synthetic import generate_wafer_maps
+from shared.wm811k import WaferMaps, load_wm811k, resize_codes
+
+
+@dataclass
+class WaferSplits:
+    """Inputs (N, 1, S, S) float32 in {0, 0.5, 1} and labels (N,) int64 for each split."""
+
+    train: TensorDataset
+    val: TensorDataset
+    test: TensorDataset
+    class_weights: torch.Tensor
+    skipped: dict[str, int]
+
+
+def load_maps(cfg: TrainConfig) -> WaferMaps:
+    """Synthetic maps, or the real file's labelled maps, resized to cfg.image_size."""
+    if cfg.data == "synthetic":
+        maps, labels = generate_wafer_maps(cfg.samples_per_class, cfg.balance_classes, cfg.seed)
+        return WaferMaps(np.stack([resize_codes(m, cfg.image_size) for m in maps]), labels)
+    maps = load_wm811k(cfg.data, cfg.image_size)
+    keep = subsample(maps.labels, cfg.samples_per_class, cfg.balance_classes, cfg.seed)
+    return WaferMaps(maps.codes[keep], maps.labels[keep], maps.skipped)
+
+
+def subsample(labels: np.ndarray, cap: int, balance: bool, seed: int) -> np.ndarray:
+    """Indices kept: at most `cap` per class (balance), or all classes scaled so the largest has `cap`."""
+    if cap == 0:
+        return np.arange(len(labels))
+    counts = np.bincount(labels, minlength=len(CLASS_NAMES))
+    scale = 1.0 if balance else min(1.0, cap / counts.max())
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label, count in enumerate(counts):
+        take = min(count, cap) if balance else max(1, round(count * scale)) if count else 0
+        keep.append(rng.choice(np.flatnonzero(labels == label), size=take, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def to_inputs(codes: np.ndarray) -> torch.Tensor:
+    """Die codes 0/1/2 -> float maps 0/0.5/1 with a channel axis."""
+    return torch.from_numpy(codes).float().div_(2.0).unsqueeze(1)
+
+
+def split_dataset(cfg: TrainConfig) -> WaferSplits:
+    """Stratified train/val/test split drawn from cfg.seed; class weights from the training split."""
+    maps = load_maps(cfg)
+    idx = np.arange(len(maps.labels))
+    train_idx, rest = train_test_split(idx, test_size=cfg.val_fraction + cfg.test_fraction,
+                                       stratify=maps.labels, random_state=cfg.seed)
+    val_idx, test_idx = train_test_split(rest, test_size=cfg.test_fraction / (cfg.val_fraction + cfg.test_fraction),
+                                         stratify=maps.labels[rest], random_state=cfg.seed)
+    x, y = to_inputs(maps.codes), torch.from_numpy(maps.labels)
+    present = np.unique(maps.labels[train_idx])
+    weights = np.ones(len(CLASS_NAMES), dtype=np.float32)
+    weights[present] = compute_class_weight("balanced", classes=present, y=maps.labels[train_idx])
+    return WaferSplits(*(TensorDataset(x[i], y[i]) for i in (train_idx, val_idx, test_idx)),
+                       class_weights=torch.from_numpy(weights), skipped=maps.skipped)
+
+
+def train_sampler(dataset: TensorDataset, cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> DistributedSampler:
+    """Shuffles with seed + epoch (call set_epoch), so batch order is a function of (seed, epoch) alone.
+
+    A resumed run therefore sees the same batches as an uninterrupted one, and with world_size > 1
+    each rank gets its own shard. Lightning calls set_epoch on it by itself.
+    """
+    return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
+
+
+def make_loader(dataset: TensorDataset, cfg: TrainConfig, *, sampler=None, pin_memory: bool = False) -> DataLoader:
+    """The DataLoader both sides use; persistent workers when there are workers."""
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, shuffle=False,
+                      num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                      pin_memory=pin_memory)
+
+
+def make_dataloaders(cfg: TrainConfig, splits: WaferSplits | None = None, rank: int = 0, world_size: int = 1,
+                     pin_memory: bool = False) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """Train (seeded, shuffled, sharded), val and test loaders: the same batches, in the same order, on both sides."""
+    splits = splits or split_dataset(cfg)
+    train = make_loader(splits.train, cfg, sampler=train_sampler(splits.train, cfg, rank, world_size),
+                        pin_memory=pin_memory)
+    return train, make_loader(splits.val, cfg, pin_memory=pin_memory), make_loader(splits.test, cfg, pin_memory=pin_memory)
+
+
+def random_dihedral(x: torch.Tensor) -> torch.Tensor:
+    """Per-map random flip and 90-degree rotation (wafer defects have no preferred orientation).
+
+    Draws on the CPU's global torch RNG whatever the device, which both sides re-seed every epoch.
+    """
+    turns, flips = torch.randint(0, 4, (x.shape[0],)), torch.rand(x.shape[0]) < 0.5
+    out = x.clone()
+    for k in (1, 2, 3):
+        rows = torch.nonzero(turns == k).squeeze(1).to(x.device)
+        out[rows] = torch.rot90(x[rows], k, dims=(-2, -1))
+    rows = torch.nonzero(flips).squeeze(1).to(x.device)
+    out[rows] = out[rows].flip(-1)
+    return out
+
+
+def describe(cfg: TrainConfig, splits: WaferSplits) -> str:
+    """One banner line: source, sizes, classes."""
+    source = "synthetic" if cfg.data == "synthetic" else cfg.data
+    total = len(splits.train) + len(splits.val) + len(splits.test)
+    sizes = f"train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}"
+    return f"data: {source}, {total} maps ({sizes}), {len(CLASS_NAMES)} classes, {cfg.image_size}x{cfg.image_size}"

@@ -1,0 +1,83 @@
+"""RunResult, the record both sides return from fit(), and the files every run writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.config import TrainConfig
+from shared.metrics import classification_metrics
+from shared.plots import plot_confusion_matrix, plot_sample_predictions
+from shared.runtime import atomic_write_text
+
+SAMPLE_GRID = 18  # maps in sample_predictions.png
+
+
+@dataclass
+class RunResult:
+    """What one training run did and measured; serialised as metrics.json."""
+
+    implementation: str
+    config: dict
+    device: str
+    world_size: int = 1
+    num_parameters: int = 0
+    epochs_run: int = 0
+    best_epoch: int | None = None  # 0-based, as Lightning counts
+    best_score: float | None = None
+    stop_reason: str = "max_epochs"  # max_epochs | early_stopping | non_finite_loss
+    fit_seconds: float = 0.0
+    first_step_unix: float | None = None  # wall clock after the first optimizer step (synchronised)
+    history: list[dict] = field(default_factory=list)  # per epoch: train/val loss and accuracy, lr, train_seconds
+    step_losses: list[float] = field(default_factory=list)
+    steps_per_epoch: int = 0
+    initial_weights_sha256: str = ""
+    final_weights_sha256: str = ""
+    peak_cuda_memory_bytes: int | None = None
+    test: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(_finite(dataclasses.asdict(self)), indent=2)
+
+
+def _finite(obj):
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def finish_run(result: RunResult, cfg: TrainConfig, inputs: torch.Tensor, y_true: torch.Tensor,
+               y_pred: torch.Tensor) -> RunResult:
+    """Compute test metrics, write metrics.json and both PNGs into cfg.output_dir; return the result."""
+    y_true_np, y_pred_np = y_true.cpu().numpy(), y_pred.cpu().numpy()
+    result.test = classification_metrics(y_true_np, y_pred_np)
+    out = Path(cfg.output_dir)
+    plot_confusion_matrix(result.test["confusion_matrix"], out / "confusion_matrix.png",
+                          title=f"{result.implementation}: confusion matrix (test)")
+    pick = np.random.default_rng(cfg.seed).choice(len(y_true_np), size=min(SAMPLE_GRID, len(y_true_np)), replace=False)
+    plot_sample_predictions(inputs[pick].cpu().numpy(), y_true_np[pick], y_pred_np[pick], out / "sample_predictions.png")
+    atomic_write_text(out / "metrics.json", result.to_json())
+    return result
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    """The final console lines both sides print."""
+    t = result.test
+    return [
+        f"stopped: {result.stop_reason} after {result.epochs_run} epochs (best epoch {result.best_epoch}, "
+        f"{result.config['monitor']}={result.best_score})",
+        f"test: accuracy {t['accuracy']:.4f} | precision {t['precision_macro']:.4f} | "
+        f"recall {t['recall_macro']:.4f} | F1 (macro) {t['f1_macro']:.4f}",
+        f"fit {result.fit_seconds:.1f} s; outputs in {result.config['output_dir']}",
+    ]

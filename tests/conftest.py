@@ -1,0 +1,31 @@
+"""Fixtures shared by the unit tests: a tiny CPU config that trains in seconds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shared.config import TrainConfig
+
+REAL_DATA_ENV = "WM811K_PATH"
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path: Path) -> TrainConfig:
+    """9 classes x 12 maps at 32x32, 2 epochs, CPU, outputs under tmp_path."""
+    return TrainConfig(samples_per_class=12, image_size=32, epochs=2, batch_size=16, base_channels=8,
+                       patience=5, accelerator="cpu", output_dir=str(tmp_path / "run"), seed=7)
+
+
+@pytest.fixture
+def real_data_path() -> Path:
+    """The WM-811K file named by $WM811K_PATH; skips (with the reason) when it is not given."""
+    value = os.environ.get(REAL_DATA_ENV)
+    if not value:
+        pytest.skip(f"real WM-811K data not given: set {REAL_DATA_ENV} to an LSWMD-format pickle")
+    path = Path(value)
+    if not path.is_file():
+        pytest.skip(f"{REAL_DATA_ENV}={value} does not exist")
+    return path
