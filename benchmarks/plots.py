@@ -1,0 +1,89 @@
+"""The report's figures (seaborn/matplotlib, PNG), drawn from the raw run records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from benchmarks.summary import run_figures
+from shared.plots import draw_confusion_matrix, save_figure
+
+NAMES = {"plain": "plain PyTorch", "lightning": "Lightning"}
+
+
+def _end_to_end(raw: dict) -> list[dict]:
+    return [r for entry in raw["accelerators"].values() for r in entry["runs"] if r["kind"] == "end_to_end" and r["ok"]]
+
+
+def runtime_plot(raw: dict, path: Path) -> None:
+    """End-to-end wall time and steady step time per side, every round shown."""
+    rows = [{"device": r["accelerator"], "side": NAMES[r["side"]], **run_figures(r)} for r in _end_to_end(raw)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    if rows:
+        frame = pd.DataFrame(rows)
+        for ax, (col, label) in zip(axes, (("wall_seconds", "end-to-end wall time (s)"), ("step_ms", "steady ms/step"))):
+            sns.boxplot(frame, x="device", y=col, hue="side", ax=ax, fill=False, showfliers=False)
+            sns.stripplot(frame, x="device", y=col, hue="side", dodge=True, ax=ax, legend=False, size=5)
+            ax.set(ylabel=label, ylim=(0, None))
+    fig.suptitle("Runtime per side (each point one fresh-process run)")
+    save_figure(fig, path)
+
+
+def _first_pair(raw: dict) -> dict[str, dict]:
+    """The first round in which both sides succeeded (same seed), per side: its metrics."""
+    runs = _end_to_end(raw)
+    for r in sorted(runs, key=lambda r: (r["accelerator"] != "cpu", r["round"])):
+        pair = {x["side"]: x["metrics"] for x in runs if x["round"] == r["round"] and x["accelerator"] == r["accelerator"]}
+        if len(pair) == 2:
+            return pair
+    return {}
+
+
+def loss_curves_plot(raw: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    pair = _first_pair(raw)
+    for side, m in pair.items():
+        epochs = [h["epoch"] for h in m["history"]]
+        style = "-" if side == "plain" else "--"
+        ax.plot(epochs, [h["train_loss"] for h in m["history"]], style, label=f"{NAMES[side]} train")
+        ax.plot(epochs, [h["val_loss"] for h in m["history"]], style, label=f"{NAMES[side]} val")
+    ax.set(xlabel="epoch", ylabel="loss", title="Loss curves, same seed (lines should overlap)")
+    if pair:
+        ax.legend()
+    save_figure(fig, path)
+
+
+def confusion_plot(raw: dict, path: Path) -> None:
+    pair = _first_pair(raw)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
+    for ax, side in zip(axes, ("plain", "lightning")):
+        if side in pair:
+            draw_confusion_matrix(ax, pair[side]["test"]["confusion_matrix"], title=f"{NAMES[side]} (test)")
+    save_figure(fig, path)
+
+
+def step_diff_plot(raw: dict, path: Path) -> None:
+    pair = _first_pair(raw)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    if len(pair) == 2:
+        a, b = (np.asarray(pair[s]["step_losses"], float) for s in ("plain", "lightning"))
+        n = min(len(a), len(b))
+        diff = np.abs(a[:n] - b[:n])
+        floor = 1e-12  # identical losses would vanish on a log axis
+        ax.semilogy(np.arange(n), np.maximum(diff, floor), lw=1)
+        ax.axhline(1e-6, color="grey", ls=":", label="goal 1e-6")
+        ax.legend()
+    ax.set(xlabel="training step", ylabel="|loss plain - loss Lightning|",
+           title="Per-step training-loss difference (1e-12 = identical)")
+    save_figure(fig, path)
+
+
+def write_all(raw: dict, folder: Path) -> None:
+    runtime_plot(raw, folder / "runtime.png")
+    loss_curves_plot(raw, folder / "loss_curves.png")
+    confusion_plot(raw, folder / "confusion_matrices.png")
+    step_diff_plot(raw, folder / "step_loss_diff.png")

@@ -1,0 +1,83 @@
+"""Benchmark profiles: what each `pytest benchmarks --profile NAME` trains and how often."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+REAL_DATA_ENV = "WM811K_PATH"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A speed variant: extra flags applied to both sides (rows of the variants table)."""
+
+    name: str
+    flags: tuple[str, ...]
+    devices: tuple[str, ...] = ("cpu", "gpu")  # where it is measured
+    processes: int = 1  # > 1: DDP, launched by torchrun (plain) or the Trainer (Lightning)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One benchmark setting: the training flags, the repetitions and the time limits."""
+
+    name: str
+    train_flags: tuple[str, ...]  # the full-feature run, as a user would start it
+    rounds: int  # timed A/B rounds after one warm-up round; round r uses seed base_seed + r
+    decomposition_epochs: int  # fixed-length runs for the overhead and variant tables
+    decomposition_rounds: int
+    variants: tuple[Variant, ...] = ()
+    warmup: bool = True  # one untimed round first (file cache, .pyc, allocator)
+    timeout_s: int = 900  # per training process
+    base_seed: int = 42
+    needs_real_data: bool = False
+    flop_batch: int = 32
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def flags_for(self, accelerator: str) -> list[str]:
+        flags = list(self.train_flags) + ["--accelerator", accelerator]
+        if self.needs_real_data:
+            flags += ["--data", os.environ[REAL_DATA_ENV]]
+        return flags
+
+
+_DDP = Variant("ddp, 2 processes", (), devices=("cpu",), processes=2)
+_GPU_ONLY = ("gpu",)
+
+PROFILES = {
+    "smoke": Profile(
+        name="smoke",
+        train_flags=("--samples-per-class", "12", "--image-size", "32", "--epochs", "2", "--batch-size", "16",
+                     "--base-channels", "8"),
+        rounds=2, decomposition_epochs=2, decomposition_rounds=1, timeout_s=300,
+        variants=(_DDP,),
+        notes="CI check of the harness: tiny data, numbers are not meaningful",
+    ),
+    "seed": Profile(
+        name="seed",
+        train_flags=("--samples-per-class", "100", "--image-size", "64", "--epochs", "30", "--batch-size", "32",
+                     "--patience", "5"),
+        rounds=3, decomposition_epochs=4, decomposition_rounds=3,
+        variants=(
+            Variant("bf16-mixed", ("--precision", "bf16-mixed")),
+            Variant("channels_last", ("--channels-last",)),
+            Variant("bf16-mixed + channels_last", ("--precision", "bf16-mixed", "--channels-last"), devices=_GPU_ONLY),
+            Variant("torch.compile", ("--compile",), devices=_GPU_ONLY),
+            Variant("batch 256", ("--batch-size", "256"), devices=_GPU_ONLY),
+            Variant("batch 256, bf16-mixed + channels_last",
+                    ("--batch-size", "256", "--precision", "bf16-mixed", "--channels-last"), devices=_GPU_ONLY),
+            _DDP,
+        ),
+        notes="the seed tutorial's setting: 900 synthetic maps, batch 32, up to 30 epochs with early stopping",
+    ),
+    "real": Profile(
+        name="real",
+        train_flags=("--samples-per-class", "1000", "--image-size", "64", "--epochs", "20", "--batch-size", "64",
+                     "--patience", "5", "--class-weights", "--augment", "--monitor", "val_loss"),
+        rounds=1, decomposition_epochs=2, decomposition_rounds=1, warmup=False, timeout_s=2400,
+        needs_real_data=True,
+        notes="WM-811K subset, each class capped at 1,000 maps, class-weighted loss, flips and 90-degree rotations",
+    ),
+}

@@ -1,0 +1,112 @@
+"""Run each implementation through its real entry point in a fresh process and collect what it measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIDES = ("plain", "lightning")
+MODULES = {"plain": "plain_pytorch", "lightning": "lightning_impl"}
+
+
+@dataclass
+class RunRecord:
+    """One training process: how it was started, how long it took, what it wrote."""
+
+    side: str
+    kind: str  # end_to_end | decomposition | variant
+    label: str  # e.g. "full", "barebones", a variant name
+    accelerator: str
+    round: int
+    seed: int
+    command: list[str]
+    processes: int = 1
+    ok: bool = False
+    error: str | None = None
+    wall_seconds: float | None = None  # launch to exit: interpreter start, imports, data, fit, test, outputs
+    launch_unix: float | None = None
+    max_rss_bytes: int | None = None  # of the launched process (for DDP: the launcher only)
+    metrics: dict | None = None  # the run's metrics.json
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def train_command(side: str, flags: list[str], processes: int = 1) -> list[str]:
+    """The command a user would type; DDP on the plain side goes through torchrun."""
+    module = f"{MODULES[side]}.train"
+    if processes == 1:
+        return [sys.executable, "-m", module, *flags]
+    if side == "plain":
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                "-m", module, *flags]
+    return [sys.executable, "-m", module, *flags, "--strategy", "ddp", "--devices", str(processes)]
+
+
+def _wait_with_timeout(proc: subprocess.Popen, timeout_s: float) -> tuple[int, object, bool]:
+    """os.wait4 gives this child's own rusage (max RSS); a timer kills the process group at the limit."""
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # exited just now
+            pass
+
+    timer = threading.Timer(timeout_s, kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage, timed_out.is_set()
+
+
+def run_training(record: RunRecord, out_dir: Path, timeout_s: float, env: dict | None = None) -> RunRecord:
+    """Start record.command with --output-dir out_dir, wait, and fill in timings, memory and metrics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = [*record.command, "--output-dir", str(out_dir)]
+    record.command = command
+    log_path = out_dir / "console.log"
+    with open(log_path, "wb") as log:
+        record.launch_unix = time.time()
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        code, usage, timed_out = _wait_with_timeout(proc, timeout_s)
+        record.wall_seconds = time.perf_counter() - start
+    record.max_rss_bytes = usage.ru_maxrss * 1024  # Linux reports KiB
+    metrics_path = out_dir / "metrics.json"
+    if timed_out:
+        record.error = f"timed out after {timeout_s:.0f} s"
+    elif code != 0:
+        record.error = f"exit {code}: {_last_line(log_path)}"
+    elif not metrics_path.is_file():
+        record.error = "exited 0 but wrote no metrics.json"
+    else:
+        record.metrics = json.loads(metrics_path.read_text())
+        record.ok = True
+    return record
+
+
+def _last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1][-300:] if lines else "(no output)"
+
+
+def import_seconds(side: str) -> float:
+    """Seconds to import the side's training module in a fresh interpreter (torch/lightning included)."""
+    code = (f"import time; t = time.perf_counter(); import {MODULES[side]}.train; "
+            "print(time.perf_counter() - t)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])

@@ -1,0 +1,146 @@
+"""The measurement plan: which processes run, in which order, and the few in-process measurements."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from benchmarks.loc import count_package
+from benchmarks.profiles import Profile
+from benchmarks.runner import ROOT, SIDES, RunRecord, import_seconds, run_training, train_command
+from shared.config import TrainConfig
+from shared.model import build_model
+
+
+def machine_info() -> dict:
+    """What the figures were measured on."""
+    import lightning
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory / 2**30, 1) if memory else None,
+            "gpu": gpu, "gpu_count": torch.cuda.device_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "lightning": lightning.__version__, "os": platform.platform(),
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def lines_of_code() -> dict:
+    """Counts per file for both sides and shared/ (charged to neither)."""
+    return {pkg: {path: vars(count) for path, count in count_package(ROOT / pkg).items()}
+            for pkg in ("plain_pytorch", "lightning_impl", "shared")}
+
+
+def flops_per_sample(profile: Profile, accelerator: str) -> float:
+    """Training FLOPs (forward + backward) per sample of the profile's WaferCNN, by torch's counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = TrainConfig(**_config_from_flags(profile))
+    model = build_model(cfg)
+    x = torch.rand(profile.flop_batch, 1, cfg.image_size, cfg.image_size)
+    y = torch.randint(0, 9, (profile.flop_batch,))
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / profile.flop_batch
+
+
+def _config_from_flags(profile: Profile) -> dict:
+    """The TrainConfig fields the profile's flags set (image size and channels matter for FLOPs)."""
+    flags = list(profile.train_flags)
+    out = {}
+    for name in ("image_size", "base_channels"):
+        flag = "--" + name.replace("_", "-")
+        if flag in flags:
+            out[name] = int(flags[flags.index(flag) + 1])
+    return out
+
+
+def matmul_ceiling(accelerator: str, seconds: float = 2.0) -> dict:
+    """Achieved fp32 FLOP/s of a large square matmul on the device: the MFU denominator."""
+    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    torch.matmul(a, b)  # warm-up (kernel selection, page faults)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.matmul(a, b)
+        reps += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return {"n": n, "dtype": "float32", "flops_per_s": 2 * n**3 * reps / elapsed}
+
+
+def _pairs(round_: int) -> tuple[str, ...]:
+    """A B in even rounds, B A in odd ones, so slow drift (thermal, cache) hits both sides alike."""
+    return SIDES if round_ % 2 == 0 else SIDES[::-1]
+
+
+def plan(profile: Profile, accelerator: str) -> list[RunRecord]:
+    """Every training process of one accelerator, in execution order."""
+    base = profile.flags_for(accelerator)
+    fixed = [*base, "--epochs", str(profile.decomposition_epochs), "--patience", "1000000"]
+    records = []
+
+    def add(side, kind, label, round_, seed, flags, processes=1):
+        command = train_command(side, [*flags, "--seed", str(seed)], processes)
+        records.append(RunRecord(side, kind, label, accelerator, round_, seed, command, processes))
+
+    if profile.warmup:
+        for side in SIDES:
+            add(side, "warmup", "full", -1, profile.base_seed, fixed)
+    for r in range(profile.rounds):
+        for side in _pairs(r):
+            add(side, "end_to_end", "full", r, profile.base_seed + r, base)
+    for r in range(profile.decomposition_rounds):
+        for label, extra in (("barebones", ["--barebones"]), ("full", [])):
+            for side in _pairs(r):
+                add(side, "decomposition", label, r, profile.base_seed, [*fixed, *extra])
+    for variant in profile.variants:
+        if accelerator not in variant.devices:
+            continue
+        for r in range(profile.decomposition_rounds):
+            for side in _pairs(r):
+                add(side, "variant", variant.name, r, profile.base_seed, [*fixed, "--barebones", *variant.flags],
+                    variant.processes)
+    return records
+
+
+def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
+              say: Callable[[str], None] = print) -> dict:
+    """Run the whole plan; a failed process is recorded with its error and the plan goes on."""
+    raw = {"profile": profile.name, "profile_notes": profile.notes, "machine": machine_info(),
+           "lines_of_code": lines_of_code(), "accelerators": {}}
+    for acc in accelerators:
+        entry = {"imports": {side: [] for side in SIDES}, "runs": []}
+        raw["accelerators"][acc] = entry
+        for r in range(max(profile.rounds, 2)):
+            for side in _pairs(r):
+                entry["imports"][side].append(import_seconds(side))
+        records = plan(profile, acc)
+        for i, record in enumerate(records):
+            # DDP processes share the cores: give both sides the same thread budget (torchrun would set 1)
+            threads = max(1, (os.cpu_count() or 2) // record.processes)
+            env = {"OMP_NUM_THREADS": str(threads)} if record.processes > 1 else None
+            out = work_dir / acc / f"{i:03d}-{record.side}-{record.kind}-{record.label.replace(' ', '_')}-r{record.round}"
+            run_training(record, out, profile.timeout_s, env)
+            status = f"{record.wall_seconds:.1f} s" if record.ok else f"FAILED: {record.error}"
+            say(f"[{acc} {i + 1}/{len(records)}] {record.side:9s} {record.kind:13s} {record.label:38s} "
+                f"r{record.round} {status}")
+            entry["runs"].append(record.to_dict())
+        entry["flops_per_sample"] = flops_per_sample(profile, acc)
+        entry["ceiling"] = matmul_ceiling(acc)
+    return raw
+

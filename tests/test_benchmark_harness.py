@@ -1,0 +1,115 @@
+"""The benchmark harness without training: run records, summaries, and a report that survives failures."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from benchmarks import report as report_mod
+from benchmarks.profiles import PROFILES
+from benchmarks.runner import RunRecord, run_training
+from benchmarks.suite import plan
+from benchmarks.summary import paired_ratio, spread, summarize
+
+CONFIG = {"data": "synthetic", "samples_per_class": 12, "balance_classes": True, "image_size": 32,
+          "val_fraction": 0.15, "test_fraction": 0.15, "seed": 1, "monitor": "val_loss", "output_dir": "x"}
+
+
+def fake_metrics(seed: int, loss_shift: float = 0.0) -> dict:
+    steps = 3
+    return {"config": {**CONFIG, "seed": seed}, "steps_per_epoch": steps, "epochs_run": 3, "world_size": 1,
+            "history": [{"epoch": e, "train_loss": 1.0 - 0.1 * e, "val_loss": 1.1 - 0.1 * e, "train_seconds": 0.3}
+                        for e in range(3)],
+            "step_losses": [1.0 + loss_shift] * (steps * 3), "first_step_unix": 105.0, "fit_seconds": 1.0,
+            "initial_weights_sha256": "a", "final_weights_sha256": "b", "peak_cuda_memory_bytes": None,
+            "test": {"accuracy": 0.5 + seed / 100, "precision_macro": 0.5, "recall_macro": 0.5, "f1_macro": 0.5,
+                     "confusion_matrix": [[1] * 9 for _ in range(9)]}}
+
+
+def fake_run(side: str, r: int, ok: bool = True, kind: str = "end_to_end", label: str = "full") -> dict:
+    rec = RunRecord(side, kind, label, "cpu", r, 10 + r, ["python"], ok=ok, wall_seconds=10.0 + r,
+                    launch_unix=100.0, max_rss_bytes=300 * 2**20,
+                    metrics=fake_metrics(10 + r) if ok else None, error=None if ok else "exit 1: Boom")
+    return rec.to_dict()
+
+
+def fake_raw(runs: list[dict]) -> dict:
+    return {"profile": "smoke", "profile_notes": "test", "machine": {
+        "cpu": "test cpu", "cores": 2, "memory_gib": 1, "gpu": None, "python": "3", "torch": "t", "lightning": "l",
+        "os": "linux", "date": "today"},
+        "lines_of_code": {"plain_pytorch": {"plain_pytorch/train.py": {"raw": 10, "source": 8, "statements": 6}},
+                          "lightning_impl": {"lightning_impl/train.py": {"raw": 6, "source": 5, "statements": 4}},
+                          "shared": {"shared/x.py": {"raw": 3, "source": 2, "statements": 2}}},
+        "accelerators": {"cpu": {"imports": {"plain": [1.0, 1.2], "lightning": [2.0, 2.2]}, "runs": runs,
+                                 "flops_per_sample": 1e6, "ceiling": {"flops_per_s": 1e10}}}}
+
+
+def test_spread_and_paired_ratio() -> None:
+    s = spread([1.0, 2.0, 3.0, 4.0])
+    assert (s["median"], s["q1"], s["q3"], s["n"]) == (2.5, 1.75, 3.25, 4)
+    r = paired_ratio([2.0, 4.0, 6.0], [1.0, 2.0, 2.0])
+    assert r["median"] == 2.0 and r["n"] == 3
+    assert r["ci95"][0] <= 2.0 <= r["ci95"][1]
+    assert spread([]) is None and paired_ratio([], []) is None
+
+
+def test_summary_parity_and_metrics() -> None:
+    runs = [fake_run(side, r) for r in range(2) for side in ("plain", "lightning")]
+    summary = summarize(fake_raw(runs))["cpu"]
+    assert [p["max_step_loss_diff_epoch0"] for p in summary["parity"]] == [0.0, 0.0]
+    assert all(p["initial_weights_identical"] for p in summary["parity"])
+    assert summary["runtime"]["step_ms"]["sides"]["plain"]["median"] == pytest.approx(100.0)
+    assert summary["runtime"]["first_step_seconds"]["sides"]["lightning"]["median"] == pytest.approx(5.0)
+    assert summary["runtime"]["import_seconds"]["ratio"]["median"] == pytest.approx((2.0 / 1.0 + 2.2 / 1.2) / 2)
+    assert summary["final_metrics"]["accuracy"]["plain"]["mean"] == pytest.approx(0.605)
+
+
+def test_report_written_when_one_side_fails(tmp_path) -> None:
+    runs = [fake_run("plain", r) for r in range(2)] + [fake_run("lightning", r, ok=False) for r in range(2)]
+    raw = fake_raw(runs)
+    out = report_mod.write_report(raw, summarize(raw), tmp_path / "smoke")
+    text = (out / "comparison.md").read_text()
+    assert "## Failed runs" in text and "exit 1: Boom" in text
+    assert "not measured" in text  # the failed side's cells
+    assert json.loads((out / "benchmark.json").read_text())["raw"]["profile"] == "smoke"
+    assert (out / "runtime.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_failed_report_write_keeps_the_previous_report(tmp_path, monkeypatch) -> None:
+    runs = [fake_run(side, r) for r in range(2) for side in ("plain", "lightning")]
+    raw = fake_raw(runs)
+    out = report_mod.write_report(raw, summarize(raw), tmp_path / "smoke")
+    before = (out / "comparison.md").read_text()
+
+    def crash(*_args):
+        raise RuntimeError("plotting crashed")
+
+    monkeypatch.setattr(report_mod.plots, "write_all", crash)
+    with pytest.raises(RuntimeError, match="plotting crashed"):
+        report_mod.write_report(raw, summarize(raw), tmp_path / "smoke")
+    assert (out / "comparison.md").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["smoke"]  # no temp folders left
+
+
+def test_run_training_records_failure_and_timeout(tmp_path) -> None:
+    fail = RunRecord("plain", "end_to_end", "full", "cpu", 0, 1,
+                     [sys.executable, "-c", "import sys; print('bad flag --epochs'); sys.exit(2)"])
+    run_training(fail, tmp_path / "fail", timeout_s=60)
+    assert not fail.ok and fail.error == "exit 2: bad flag --epochs" and fail.max_rss_bytes > 0
+    slow = RunRecord("plain", "end_to_end", "full", "cpu", 0, 1, [sys.executable, "-c", "import time; time.sleep(30)"])
+    run_training(slow, tmp_path / "slow", timeout_s=1)
+    assert not slow.ok and slow.error.startswith("timed out") and slow.wall_seconds < 10
+
+
+def test_plan_alternates_sides_and_skips_foreign_variants() -> None:
+    runs = plan(PROFILES["seed"], "cpu")
+    e2e = [(r.round, r.side) for r in runs if r.kind == "end_to_end"]
+    assert e2e[:4] == [(0, "plain"), (0, "lightning"), (1, "lightning"), (1, "plain")]
+    assert {r.seed for r in runs if r.kind == "end_to_end"} == {42, 43, 44}
+    variants = {r.label for r in runs if r.kind == "variant"}
+    assert "batch 256" not in variants and "ddp, 2 processes" in variants
+    ddp = [r for r in runs if r.label == "ddp, 2 processes"]
+    assert {r.processes for r in ddp} == {2}
+    assert any("torch.distributed.run" in r.command for r in ddp if r.side == "plain")

@@ -1,0 +1,74 @@
+"""The line counter on snippets with known answers."""
+
+from __future__ import annotations
+
+import textwrap
+
+from benchmarks.loc import LineCount, count_package, count_source, total
+
+
+def count(src: str) -> LineCount:
+    return count_source(textwrap.dedent(src).lstrip("\n"))
+
+
+def test_blank_lines_and_comments_are_not_source() -> None:
+    c = count("""
+        # a comment
+
+        x = 1  # trailing comment counts as the code line
+        y = 2
+    """)
+    assert (c.raw, c.source, c.statements) == (4, 2, 2)
+
+
+def test_docstrings_are_excluded_but_strings_are_not() -> None:
+    c = count('''
+        """Module docstring
+        over two lines."""
+
+
+        def f(a):
+            """One-line docstring."""
+            s = """not a docstring"""
+            return s
+
+
+        class K:
+            """Doc."""
+
+            value = "x"
+    ''')
+    # code lines: def f, s = ..., return s, class K, value = ...
+    assert c.source == 5
+    # statements: def, assign, return, class, assign + 3 docstring Expr statements
+    assert c.statements == 8
+
+
+def test_wrapped_call_is_one_statement_many_lines() -> None:
+    c = count("""
+        result = call(
+            1,
+            2,
+        )
+    """)
+    assert (c.source, c.statements) == (4, 1)
+
+
+def test_multiline_string_value_counts_every_line() -> None:
+    c = count('''
+        text = """a
+        b
+        c"""
+    ''')
+    assert (c.source, c.statements) == (3, 1)
+
+
+def test_count_package_and_total(tmp_path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text('"""Only a docstring."""\n')
+    (pkg / "mod.py").write_text("a = 1\nif a:\n    b = 2\n")
+    counts = count_package(pkg)
+    assert set(counts) == {"pkg/__init__.py", "pkg/mod.py"}
+    assert counts["pkg/__init__.py"] == LineCount(1, 0, 1)
+    assert total(counts) == LineCount(4, 3, 4)
