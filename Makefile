@@ -1,0 +1,27 @@
+# One-command entry points for a fresh clone: each target creates .venv and installs the project first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= seed
+
+.PHONY: install test bench bench-real clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# unit tests, then the harness end to end on tiny data (this is what CI runs)
+test: install
+	$(PY) -m pytest
+	$(PY) -m pytest benchmarks --profile smoke
+
+# the main job: train both sides and write reports/$(PROFILE)/
+bench: install
+	$(PY) -m pytest benchmarks --profile $(PROFILE)
+
+clean:
+	rm -rf runs reports/smoke .pytest_cache
