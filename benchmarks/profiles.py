@@ -16,6 +16,7 @@ class Variant:
     flags: tuple[str, ...]
     devices: tuple[str, ...] = ("cpu", "gpu")  # where it is measured
     processes: int = 1  # > 1: DDP, launched by torchrun (plain) or the Trainer (Lightning)
+    rounds: int | None = None  # None: the profile's decomposition_rounds
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Profile:
     rounds: int  # timed A/B rounds after one warm-up round; round r uses seed base_seed + r
     decomposition_epochs: int  # fixed-length runs for the overhead and variant tables
     decomposition_rounds: int
+    gpu_decomposition_rounds: int | None = None  # GPU time is lent by the minute: fewer rounds there
     variants: tuple[Variant, ...] = ()
     warmup: bool = True  # one untimed round first (file cache, .pyc, allocator)
     timeout_s: int = 900  # per training process
@@ -35,6 +37,11 @@ class Profile:
     flop_batch: int = 32
     notes: str = ""
     extra: dict = field(default_factory=dict)
+
+    def decomposition_rounds_for(self, accelerator: str) -> int:
+        if accelerator == "gpu" and self.gpu_decomposition_rounds is not None:
+            return self.gpu_decomposition_rounds
+        return self.decomposition_rounds
 
     def flags_for(self, accelerator: str) -> list[str]:
         flags = list(self.train_flags) + ["--accelerator", accelerator]
@@ -59,12 +66,12 @@ PROFILES = {
         name="seed",
         train_flags=("--samples-per-class", "100", "--image-size", "64", "--epochs", "30", "--batch-size", "32",
                      "--patience", "5"),
-        rounds=3, decomposition_epochs=4, decomposition_rounds=3,
+        rounds=3, decomposition_epochs=4, decomposition_rounds=3, gpu_decomposition_rounds=2,
         variants=(
-            Variant("bf16-mixed", ("--precision", "bf16-mixed")),
-            Variant("channels_last", ("--channels-last",)),
+            Variant("bf16-mixed", ("--precision", "bf16-mixed"), devices=("cpu",)),
+            Variant("channels_last", ("--channels-last",), devices=("cpu",)),
             Variant("bf16-mixed + channels_last", ("--precision", "bf16-mixed", "--channels-last"), devices=_GPU_ONLY),
-            Variant("torch.compile", ("--compile",), devices=_GPU_ONLY),
+            Variant("torch.compile", ("--compile",), devices=_GPU_ONLY, rounds=1),
             Variant("batch 256", ("--batch-size", "256"), devices=_GPU_ONLY),
             Variant("batch 256, bf16-mixed + channels_last",
                     ("--batch-size", "256", "--precision", "bf16-mixed", "--channels-last"), devices=_GPU_ONLY),

@@ -104,14 +104,15 @@ def plan(profile: Profile, accelerator: str) -> list[RunRecord]:
     for r in range(profile.rounds):
         for side in _pairs(r):
             add(side, "end_to_end", "full", r, profile.base_seed + r, base)
-    for r in range(profile.decomposition_rounds):
+    rounds = profile.decomposition_rounds_for(accelerator)
+    for r in range(rounds):
         for label, extra in (("barebones", ["--barebones"]), ("full", [])):
             for side in _pairs(r):
                 add(side, "decomposition", label, r, profile.base_seed, [*fixed, *extra])
     for variant in profile.variants:
         if accelerator not in variant.devices:
             continue
-        for r in range(profile.decomposition_rounds):
+        for r in range(variant.rounds or rounds):
             for side in _pairs(r):
                 add(side, "variant", variant.name, r, profile.base_seed, [*fixed, "--barebones", *variant.flags],
                     variant.processes)
