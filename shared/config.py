@@ -68,6 +68,8 @@ class TrainConfig:
         for name in ("samples_per_class", "patience", "save_top_k", "num_workers", "min_delta", "weight_decay"):
             _require(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
         _require("image_size", self.image_size, self.image_size >= 8, "must be >= 8 (three 2x poolings)")
+        # numpy, sklearn (RandomState) and DistributedSampler reject negative seeds, RandomState also >= 2**32
+        _require("seed", self.seed, 0 <= self.seed < 2**32, "must be in [0, 2**32)")
         _require("lr", self.lr, self.lr > 0, "must be > 0")
         _require("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
         for name in ("val_fraction", "test_fraction"):

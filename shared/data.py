@@ -11,7 +11,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from shared.config import CLASS_NAMES, TrainConfig
-from shared.synthetic import generate_wafer_maps
+from shared.synthetic import MIN_MAPS_PER_CLASS, generate_wafer_maps
 from shared.wm811k import WaferMaps, load_wm811k, resize_codes
 
 
@@ -37,7 +37,8 @@ def load_maps(cfg: TrainConfig) -> WaferMaps:
 
 
 def subsample(labels: np.ndarray, cap: int, balance: bool, seed: int) -> np.ndarray:
-    """Indices kept: at most `cap` per class (balance), or all classes scaled so the largest has `cap`."""
+    """Indices kept: at most `cap` per class (balance), or all classes scaled so the largest has `cap`
+    (each keeping at least MIN_MAPS_PER_CLASS, or all it has, so a stratified split still holds it)."""
     if cap == 0:
         return np.arange(len(labels))
     counts = np.bincount(labels, minlength=len(CLASS_NAMES))
@@ -45,7 +46,7 @@ def subsample(labels: np.ndarray, cap: int, balance: bool, seed: int) -> np.ndar
     rng = np.random.default_rng(seed)
     keep = []
     for label, count in enumerate(counts):
-        take = min(count, cap) if balance else max(1, round(count * scale)) if count else 0
+        take = min(count, cap) if balance else max(min(count, cap, MIN_MAPS_PER_CLASS), round(count * scale))
         keep.append(rng.choice(np.flatnonzero(labels == label), size=take, replace=False))
     return np.sort(np.concatenate(keep))
 
@@ -59,10 +60,15 @@ def split_dataset(cfg: TrainConfig) -> WaferSplits:
     """Stratified train/val/test split drawn from cfg.seed; class weights from the training split."""
     maps = load_maps(cfg)
     idx = np.arange(len(maps.labels))
-    train_idx, rest = train_test_split(idx, test_size=cfg.val_fraction + cfg.test_fraction,
-                                       stratify=maps.labels, random_state=cfg.seed)
-    val_idx, test_idx = train_test_split(rest, test_size=cfg.test_fraction / (cfg.val_fraction + cfg.test_fraction),
-                                         stratify=maps.labels[rest], random_state=cfg.seed)
+    try:
+        train_idx, rest = train_test_split(idx, test_size=cfg.val_fraction + cfg.test_fraction,
+                                           stratify=maps.labels, random_state=cfg.seed)
+        val_idx, test_idx = train_test_split(rest, test_size=cfg.test_fraction / (cfg.val_fraction + cfg.test_fraction),
+                                             stratify=maps.labels[rest], random_state=cfg.seed)
+    except ValueError as err:  # sklearn's message names class indices and says nothing of the flags
+        counts = dict(zip(CLASS_NAMES, np.bincount(maps.labels, minlength=len(CLASS_NAMES)).tolist()))
+        raise ValueError(f"too few maps for a stratified train/val/test split (maps per class: {counts}); "
+                         f"raise --samples-per-class or the val/test fractions ({err})") from err
     x, y = to_inputs(maps.codes), torch.from_numpy(maps.labels)
     present = np.unique(maps.labels[train_idx])
     weights = np.ones(len(CLASS_NAMES), dtype=np.float32)
@@ -82,9 +88,11 @@ def train_sampler(dataset: TensorDataset, cfg: TrainConfig, rank: int = 0, world
 
 def make_loader(dataset: TensorDataset, cfg: TrainConfig, *, sampler=None, pin_memory: bool = False) -> DataLoader:
     """The DataLoader both sides use; persistent workers when there are workers."""
+    # its own generator: iter(loader) would otherwise draw its base seed from the global torch RNG, and
+    # Lightning creates the first epoch's iterator before on_train_epoch_start re-seeds (fit_loop.setup_data)
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, shuffle=False,
                       num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
-                      pin_memory=pin_memory)
+                      pin_memory=pin_memory, generator=torch.Generator().manual_seed(cfg.seed))
 
 
 def make_dataloaders(cfg: TrainConfig, splits: WaferSplits | None = None, rank: int = 0, world_size: int = 1,

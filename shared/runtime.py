@@ -14,6 +14,9 @@ import torch
 
 from shared.config import TrainConfig
 
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) ...
+os.umask(_UMASK)  # ... and restored at once
+
 
 class TrainingError(RuntimeError):
     """A failure the user can act on (bad checkpoint, non-finite loss); the CLI prints it in one line."""
@@ -63,6 +66,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the mode open() would have
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -16,6 +16,9 @@ GRID_SHAPES = ((25, 27), (27, 25), (26, 26), (38, 36), (33, 37), (32, 29), (45, 
 # class counts of the labelled WM-811K subset: the proportions used when balance_classes is off
 WM811K_CLASS_COUNTS = {"Center": 2104, "Donut": 272, "Edge-Loc": 2543, "Edge-Ring": 4743, "Loc": 1760,
                        "Near-full": 73, "Random": 424, "Scratch": 585, "none": 17997}
+# fewest maps of a class kept when proportions are scaled down: a stratified 70/15/15 split needs >= 7
+# to put the class in every split (Near-full would otherwise round to 1 and sklearn refuses to split)
+MIN_MAPS_PER_CLASS = 10
 
 
 def wafer_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,11 +104,15 @@ def make_wafer_map(name: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def class_counts(samples_per_class: int, balance_classes: bool) -> dict[str, int]:
-    """Maps per class: equal, or WM-811K's proportions with the largest class at samples_per_class."""
+    """Maps per class: equal, or WM-811K's proportions with the largest class at samples_per_class.
+
+    Unbalanced counts never drop below MIN_MAPS_PER_CLASS (nor exceed samples_per_class).
+    """
     if balance_classes:
         return {name: samples_per_class for name in CLASS_NAMES}
     largest = max(WM811K_CLASS_COUNTS.values())
-    return {name: max(1, round(samples_per_class * WM811K_CLASS_COUNTS[name] / largest)) for name in CLASS_NAMES}
+    floor = min(MIN_MAPS_PER_CLASS, samples_per_class)
+    return {name: max(floor, round(samples_per_class * WM811K_CLASS_COUNTS[name] / largest)) for name in CLASS_NAMES}
 
 
 def generate_wafer_maps(samples_per_class: int = 100, balance_classes: bool = True,

@@ -58,17 +58,31 @@ def _open(path: Path):
     return _OPENERS.get(path.suffix, open)(path, "rb")
 
 
+def _unpickle(path: Path) -> object:
+    """Plain pickle first (fast); the legacy unpickler only when old module paths or py2 strings fail it."""
+    try:
+        with _open(path) as fh:
+            return _load_whole(fh, pickle.Unpickler(fh))
+    except (ImportError, AttributeError, UnicodeDecodeError, TypeError):
+        pass
+    with _open(path) as fh:
+        return _load_whole(fh, _LegacyUnpickler(fh, encoding="latin-1"))
+
+
+def _load_whole(fh, unpickler: pickle.Unpickler) -> object:
+    obj = unpickler.load()
+    fh.read()  # read to the end: xz/gz/bz2 verify checksum and end marker only there (a cut footer passes otherwise)
+    return obj
+
+
 def read_lswmd(path: str | Path) -> pd.DataFrame:
     """Open an LSWMD-format pickle, including the original Python-2-era file under modern pandas."""
     path = Path(path)
     try:
-        with _open(path) as fh:
-            frame = pickle.load(fh)
-    except (ImportError, AttributeError, UnicodeDecodeError, TypeError):
-        with _open(path) as fh:
-            frame = _LegacyUnpickler(fh, encoding="latin-1").load()
-    except (pickle.UnpicklingError, EOFError, lzma.LZMAError, OSError) as err:
-        raise ValueError(f"{path}: not a readable LSWMD pickle ({err})") from err
+        frame = _unpickle(path)
+    except (pickle.UnpicklingError, EOFError, lzma.LZMAError, OSError, ImportError, AttributeError,
+            UnicodeDecodeError, TypeError) as err:  # a truncated legacy file fails in the second reader too
+        raise ValueError(f"{path}: not a readable LSWMD pickle ({type(err).__name__}: {err})") from err
     if not isinstance(frame, pd.DataFrame):
         raise ValueError(f"{path}: expected a pandas DataFrame, found {type(frame).__name__}")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -104,7 +118,10 @@ def preprocess(frame: pd.DataFrame, image_size: int, source: str = "frame") -> W
             continue
         if label not in index:
             raise ValueError(f"{source}: row {row} has unknown failureType {label!r}; expected one of {CLASS_NAMES}")
-        wafer = np.asarray(wafer)
+        try:
+            wafer = np.asarray(wafer)
+        except ValueError:  # ragged nested lists
+            wafer = np.empty(0)
         if wafer.ndim != 2 or wafer.size == 0:
             skipped["empty_or_not_2d"] += 1
             continue
