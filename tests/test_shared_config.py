@@ -1,0 +1,129 @@
+"""TrainConfig validation and the CLI generated from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from shared.cli import build_parser, parse_config
+from shared.config import TrainConfig
+
+
+@pytest.mark.parametrize(("changes", "field", "value"), [
+    ({"epochs": -1}, "epochs", "-1"),
+    ({"epochs": 0}, "epochs", "0"),
+    ({"batch_size": 0}, "batch_size", "0"),
+    ({"image_size": 4}, "image_size", "4"),
+    ({"patience": -2}, "patience", "-2"),
+    ({"lr": 0.0}, "lr", "0.0"),
+    ({"lr": float("nan")}, "lr", "nan"),
+    ({"dropout": 1.0}, "dropout", "1.0"),
+    ({"seed": -1}, "seed", "-1"),
+    ({"seed": 2**32}, "seed", str(2**32)),
+    ({"val_fraction": 0.0}, "val_fraction", "0.0"),
+    ({"val_fraction": 1.0}, "val_fraction", "1.0"),
+    ({"test_fraction": -0.1}, "test_fraction", "-0.1"),
+    ({"test_fraction": 1.5}, "test_fraction", "1.5"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, "val_fraction", "0.5"),
+    ({"val_fraction": 0.6, "test_fraction": 0.45}, "val_fraction", "0.6"),
+    ({"accelerator": "tpu"}, "accelerator", "'tpu'"),
+    ({"precision": "16-mixed"}, "precision", "'16-mixed'"),
+    ({"strategy": "fsdp"}, "strategy", "'fsdp'"),
+    ({"monitor": "val_f1"}, "monitor", "'val_f1'"),
+    ({"samples_per_class": 0}, "samples_per_class", "0"),  # 0 means "no cap" only for real data
+    ({"data": "/no/such/file.pkl"}, "data", "'/no/such/file.pkl'"),
+    ({"resume": "/no/such/last.ckpt"}, "resume", "'/no/such/last.ckpt'"),
+])
+def test_invalid_value_raises_naming_field_and_value(changes, field, value):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**changes)
+    assert str(err.value).startswith(f"{field}={value} ")
+
+
+def test_valid_edge_values_are_accepted(tmp_path):
+    data = tmp_path / "lswmd.pkl"
+    data.write_bytes(b"x")
+    ckpt = tmp_path / "epoch=3.ckpt"
+    ckpt.write_bytes(b"x")
+    cfg = TrainConfig(data=str(data), samples_per_class=0, resume=str(ckpt), image_size=8, dropout=0.0,
+                      val_fraction=0.49, test_fraction=0.49, seed=0, accelerator="cpu", monitor="val_acc")
+    assert cfg.monitor_mode == "max"
+    assert TrainConfig(resume="last").resume == "last"
+    assert TrainConfig().monitor_mode == "min"
+
+
+def test_replace_validates_and_config_is_frozen(tiny_cfg):
+    assert tiny_cfg.replace(epochs=5).epochs == 5
+    with pytest.raises(ValueError, match="epochs"):
+        tiny_cfg.replace(epochs=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tiny_cfg.epochs = 3  # type: ignore[misc]
+    assert tiny_cfg.to_dict()["epochs"] == 2
+    assert tiny_cfg.checkpoint_dir.name == "checkpoints"
+
+
+def test_parse_config_every_flag_kind(tmp_path):
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(b"x")
+    cfg = parse_config("prog", "d", [
+        "--epochs", "7",                    # int
+        "--lr", "0.05",                     # float
+        "--no-balance-classes",             # bool off
+        "--augment",                        # bool on
+        "--accelerator", "cpu",             # choices
+        "--precision", "bf16-mixed",
+        "--monitor", "val_acc",
+        "--resume", str(ckpt),              # optional str
+        "--output-dir", str(tmp_path / "o"),
+        "--samples-per-class", "20",
+    ])
+    assert (cfg.epochs, cfg.lr, cfg.samples_per_class) == (7, 0.05, 20)
+    assert isinstance(cfg.epochs, int) and isinstance(cfg.lr, float)
+    assert cfg.balance_classes is False and cfg.augment is True
+    assert (cfg.accelerator, cfg.precision, cfg.monitor) == ("cpu", "bf16-mixed", "val_acc")
+    assert cfg.resume == str(ckpt) and cfg.output_dir == str(tmp_path / "o")
+
+
+def test_parse_config_defaults_equal_dataclass_defaults():
+    assert parse_config("prog", "d", []) == TrainConfig()
+    assert parse_config("prog", "d", ["--balance-classes"]).balance_classes is True
+    assert parse_config("prog", "d", ["--resume", "last"]).resume == "last"
+
+
+def test_help_lists_every_field_with_its_help_text(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config("prog", "d", ["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert re.search(re.escape(flag) + r"\b", text), flag
+        assert " ".join(f.metadata["help"].split()) in text, f.name
+        if f.type == "bool":
+            assert "--no-" + f.name.replace("_", "-") in text
+
+
+def test_every_field_gets_a_parser_flag():
+    dests = {a.dest for a in build_parser("p", "d")._actions} - {"help"}
+    assert dests == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["--epochs", "-1"], "--epochs"),
+    (["--epochs", "abc"], "--epochs"),
+    (["--accelerator", "tpu"], "--accelerator"),
+    (["--data", "/no/such/file"], "--data"),
+    (["--resume", "/no/such/file.ckpt"], "--resume"),
+    (["--val-fraction", "0.5", "--test-fraction", "0.5"], "--val-fraction"),
+    (["--image-size", "4"], "--image-size"),
+    (["--seed", "-3"], "--seed"),
+])
+def test_bad_value_exits_2_naming_the_flag(argv, flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config("prog", "d", argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err
+    assert argv[1] in err  # the offending value is quoted back
