@@ -1,0 +1,107 @@
+"""Checkpoints written by hand: atomic files, the best k by the monitored metric plus last.pt, exact resume."""
+
+from __future__ import annotations
+
+import operator
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.config import TrainConfig
+from shared.runtime import TrainingError, atomic_torch_save
+
+FORMAT = "wafer-bench/plain/1"
+# may change between a run and its resume (where, how fast, how long, how verbose); the rest is the experiment
+RUNTIME_FIELDS = frozenset({"epochs", "patience", "save_top_k", "num_workers", "accelerator", "devices", "num_nodes",
+                            "strategy", "channels_last", "compile", "deterministic", "log_every_n_steps",
+                            "output_dir", "resume"})
+
+
+class CheckpointSaver:
+    """Keeps the best `top_k` checkpoints by the monitored metric, plus last.pt (timm's CheckpointSaver, pared down)."""
+
+    def __init__(self, directory: str | Path, monitor: str, mode: str, top_k: int) -> None:
+        self.directory, self.monitor, self.top_k = Path(directory), monitor, top_k
+        self.is_better = operator.lt if mode == "min" else operator.gt
+        self.best: list[list] = []  # [score, file name], best first; ties keep the earlier epoch first
+
+    @property
+    def best_path(self) -> Path | None:
+        return self.directory / self.best[0][1] if self.best else None
+
+    def save(self, state: dict, epoch: int, score: float) -> None:
+        """Write this epoch's file if it ranks in the top k (deleting the one it displaces), then last.pt."""
+        name = f"epoch={epoch}-{self.monitor}={score:.4f}.pt"
+        ranks = self.top_k > 0 and (len(self.best) < self.top_k or self.is_better(score, self.best[-1][0]))
+        dropped = []
+        if ranks:
+            at = next((i for i, (s, _) in enumerate(self.best) if self.is_better(score, s)), len(self.best))
+            self.best.insert(at, [score, name])
+            dropped, self.best = self.best[self.top_k:], self.best[:self.top_k]
+        state = {"format": FORMAT, **state, "checkpoints": self.state_dict()}
+        if ranks:
+            atomic_torch_save(state, self.directory / name)
+        atomic_torch_save(state, self.directory / "last.pt")
+        for _, old in dropped:  # only after the new files exist: a crash in between loses nothing
+            (self.directory / old).unlink(missing_ok=True)
+
+    def state_dict(self) -> dict:
+        return {"monitor": self.monitor, "best": [list(entry) for entry in self.best]}
+
+    def load_state_dict(self, state: dict) -> None:
+        # a resume into another output_dir starts a fresh top-k: the listed files are not there
+        self.best = [[score, name] for score, name in state["best"] if (self.directory / name).is_file()]
+
+
+def resume_path(cfg: TrainConfig) -> Path:
+    """The checkpoint --resume names: 'last' is checkpoint_dir/last.pt."""
+    path = cfg.checkpoint_dir / "last.pt" if cfg.resume == "last" else Path(cfg.resume)
+    if not path.is_file():
+        raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}")
+    return path
+
+
+def load_checkpoint(path: str | Path, cfg: TrainConfig | None = None) -> dict:
+    """A plain-side checkpoint (tensors and primitives only); TrainingError naming the file if it is unusable.
+
+    With `cfg`, its experiment (everything but RUNTIME_FIELDS) must be the one the file was trained with.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, random bytes, pickled objects: all unusable, whatever the exception
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise TrainingError(f"{path}: not a readable checkpoint ({reason})") from err
+    found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+    if found != FORMAT:
+        raise TrainingError(f"{path}: not a plain_pytorch checkpoint (format {found!r}, expected {FORMAT!r})")
+    if cfg is not None:
+        stored, current = ckpt["config"], cfg.to_dict()
+        changed = sorted(k for k in stored.keys() | current.keys()
+                         if k not in RUNTIME_FIELDS and stored.get(k) != current.get(k))
+        if changed:
+            what = ", ".join(f"{k}={stored.get(k)!r} (now {current.get(k)!r})" for k in changed)
+            raise TrainingError(f"{path}: trained with a different configuration: {what}")
+    return ckpt
+
+
+def rng_state() -> dict:
+    """Python, NumPy, torch and (when in use) CUDA generator states, as lists and tensors."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
+            "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_initialized() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    """Undo rng_state()."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_initialized():
+        torch.cuda.set_rng_state(state["cuda"][0])

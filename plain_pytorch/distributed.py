@@ -1,0 +1,86 @@
+"""DistributedDataParallel by hand: join torchrun's process group, reduce, and keep the replicas in step."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from shared.config import TrainConfig
+from shared.runtime import TrainingError, resolve_device, state_digest
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the job; a single process is rank 0 of 1."""
+
+    device: torch.device
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(cfg: TrainConfig) -> World:
+    """Join the process group torchrun describes in the environment, or run alone."""
+    device = resolve_device(cfg)
+    if "RANK" not in os.environ:  # not started by torchrun
+        if cfg.strategy == "ddp" or cfg.devices > 1 or cfg.num_nodes > 1:
+            raise TrainingError(
+                f"--devices {cfg.devices} --num-nodes {cfg.num_nodes} --strategy {cfg.strategy}: the plain side does "
+                f"not spawn processes; start one per device with torchrun, e.g. `torchrun --nproc_per_node "
+                f"{cfg.devices} -m plain_pytorch.train <flags>` (multi-node: add --nnodes, --node_rank, "
+                f"--master_addr, --master_port)")
+        return World(device)
+    rank, local_rank, size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return World(device, rank, size)
+
+
+def close_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(model: nn.Module, cfg: TrainConfig, world: World) -> nn.Module:
+    """DDP (gradients averaged across ranks) and/or torch.compile around the model; the model itself is kept."""
+    net = model
+    if dist.is_initialized():
+        net = DistributedDataParallel(model, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+    return torch.compile(net) if cfg.compile else net
+
+
+def all_reduce_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
+    """Sum over ranks, in place; the identical result on every rank."""
+    if world.size > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def broadcast_buffers(model: nn.Module, world: World) -> None:
+    """Rank 0's BatchNorm running statistics to every rank (DDP averages gradients, not buffers)."""
+    if world.size > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def replica_digest(model: nn.Module, world: World) -> str:
+    """state_digest of the weights, after checking that every rank holds the same ones."""
+    digest = state_digest(model)
+    if world.size > 1:
+        digests = [None] * world.size
+        dist.all_gather_object(digests, digest)
+        if len(set(digests)) > 1:
+            raise TrainingError(f"DDP replicas diverged: weight digests per rank {digests}")
+        if world.is_main:
+            print(f"weights identical on all {world.size} ranks (sha256 {digest[:12]})")
+    return digest

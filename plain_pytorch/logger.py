@@ -1,0 +1,72 @@
+"""Console and TensorBoard output by hand: what Lightning's progress bar, logger and LearningRateMonitor do."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from shared.config import TrainConfig
+from shared.runtime import synchronize
+
+
+class TrainLogger:
+    """Counts optimizer steps on every rank; on rank 0 draws the progress bar and writes epoch lines and scalars.
+
+    TensorBoard tags and steps are those of Lightning's TensorBoardLogger, so the two event files line up.
+    Under barebones only the epoch lines remain.
+    """
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, is_main: bool, global_step: int = 0) -> None:
+        self.cfg, self.device, self.is_main = cfg, device, is_main
+        self.global_step = global_step  # optimizer steps so far (a resumed run starts at the checkpoint's)
+        self.first_step_unix: float | None = None
+        self.bar: tqdm | None = None
+        self.writer: SummaryWriter | None = None
+        if is_main and not cfg.barebones:
+            # purge_step hides what a killed run logged after its last checkpoint
+            self.writer = SummaryWriter(log_dir=str(Path(cfg.output_dir) / "tensorboard"), purge_step=global_step or None)
+
+    def start_epoch(self, epoch: int, steps: int, lr: float) -> None:
+        """The learning rate to TensorBoard (as LearningRateMonitor at epoch start) and a fresh bar."""
+        if self.writer is not None:
+            self.writer.add_scalar("lr-Adam", lr, self.global_step)
+            self.bar = tqdm(total=steps, desc=f"Epoch {epoch}", file=sys.stdout, leave=False, dynamic_ncols=True)
+
+    def step(self, loss: torch.Tensor) -> None:
+        """After each optimizer step: the run's first step is timed; the loss goes to the bar and TensorBoard."""
+        self.global_step += 1
+        if self.first_step_unix is None:
+            synchronize(self.device)
+            self.first_step_unix = time.time()
+        if self.bar is None:
+            return
+        logged = self.global_step % self.cfg.log_every_n_steps == 0
+        if logged or self.device.type == "cpu":
+            value = loss.item()  # a host sync on CUDA, so only at the steps that are logged anyway
+            self.bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            if logged:
+                self.writer.add_scalar("train_loss_step", value, self.global_step - 1)
+        self.bar.update()
+
+    def end_epoch(self, entry: dict) -> None:
+        """Epoch metrics to TensorBoard (at the epoch's last step, as Lightning does) and one console line."""
+        if self.writer is not None:
+            for tag in ("train_loss", "train_acc", "val_loss", "val_acc"):
+                self.writer.add_scalar(tag, entry[tag], self.global_step - 1)
+            self.writer.flush()
+            self.bar.close()
+        if self.is_main:
+            print(f"epoch {entry['epoch']}: train_loss {entry['train_loss']:.4f} train_acc {entry['train_acc']:.4f} "
+                  f"val_loss {entry['val_loss']:.4f} val_acc {entry['val_acc']:.4f} ({entry['train_seconds']:.1f} s)",
+                  flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
