@@ -1,0 +1,68 @@
+"""WaferLightningModel: the shared WaferCNN plus the loss, optimizer and logging Lightning asks for."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from shared.config import TrainConfig
+from shared.runtime import epoch_seed, seed_everything
+
+
+class WaferLightningModel(L.LightningModule):
+    """Trains any classifier `model` (here WaferCNN) with cross-entropy and Adam, as the contract prescribes."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, class_weights: torch.Tensor | None = None) -> None:
+        super().__init__()
+        # every flag goes into hparams.yaml and the checkpoint (plain values); the model object does not
+        self.save_hyperparameters(cfg.to_dict())
+        self.cfg = cfg
+        self.model = model
+        # the weights are a buffer of the loss module, so Lightning moves them to the device
+        self.criterion = nn.CrossEntropyLoss(weight=class_weights)
+        self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss, predicted classes and labels of one batch (shared by train, val and test)."""
+        x, y = batch
+        logits = self(x)
+        return self.criterion(logits, y), logits.argmax(dim=1), y
+
+    def on_train_epoch_start(self) -> None:
+        # contract item 4: dropout and augmentation draw from (seed, epoch) alone, so resume is exact
+        seed_everything(epoch_seed(self.cfg, self.current_epoch))
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, preds, y = self.model_step(batch)
+        if not self.trainer.barebones:  # Lightning forbids self.log in barebones mode
+            self.log("train_loss_step", loss, on_step=True, on_epoch=False)
+            self.log_epoch_metrics("train", loss, preds, y)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, preds, y = self.model_step(batch)
+        if not self.trainer.barebones:
+            self.log_epoch_metrics("val", loss, preds, y)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_outputs = []
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        loss, preds, y = self.model_step(batch)
+        self.test_outputs.append((y, preds))  # for the shared sklearn metrics after trainer.test
+        if not self.trainer.barebones:
+            self.log_epoch_metrics("test", loss, preds, y)
+
+    def log_epoch_metrics(self, stage: str, loss: torch.Tensor, preds: torch.Tensor, y: torch.Tensor) -> None:
+        """Sample-weighted epoch means `{stage}_loss`/`{stage}_acc` (on_epoch: no host sync per step)."""
+        acc = (preds == y).float().mean()
+        # sync_dist: under DDP each rank trains on its own shard; reduced once, at epoch end
+        self.log_dict({f"{stage}_loss": loss, f"{stage}_acc": acc}, on_step=False, on_epoch=True,
+                      prog_bar=stage != "test", batch_size=len(y), sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
