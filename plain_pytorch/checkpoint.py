@@ -75,7 +75,9 @@ def load_checkpoint(path: str | Path, cfg: TrainConfig | None = None) -> dict:
         raise TrainingError(f"{path}: not a readable checkpoint ({reason})") from err
     found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
     if found != FORMAT:
-        raise TrainingError(f"{path}: not a plain_pytorch checkpoint (format {found!r}, expected {FORMAT!r})")
+        lightning = isinstance(ckpt, dict) and "pytorch-lightning_version" in ckpt
+        raise TrainingError(f"{path}: not a plain_pytorch checkpoint (format tag {found!r}, expected {FORMAT!r})"
+                            + ("; it is a Lightning checkpoint, for lightning_impl" if lightning else ""))
     if cfg is not None:
         stored, current = ckpt["config"], cfg.to_dict()
         changed = sorted(k for k in stored.keys() | current.keys()

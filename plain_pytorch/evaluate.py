@@ -34,11 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_model(path: str, cfg: TrainConfig) -> nn.Module:
+def load_model(path: str, ckpt: dict, cfg: TrainConfig) -> nn.Module:
     """The WaferCNN the checkpoint's config describes, with its weights; TrainingError if they do not fit."""
     model = build_model(cfg)
     try:
-        model.load_state_dict(load_checkpoint(path)["model"])
+        model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
         raise TrainingError(f"{path}: weights do not fit WaferCNN(base_channels={cfg.base_channels}) "
                             f"({str(err).splitlines()[0]})") from err
@@ -47,15 +47,15 @@ def load_model(path: str, cfg: TrainConfig) -> nn.Module:
 
 def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
     """Test metrics of the checkpoint's weights on the chosen data, written as metrics.json and plots."""
-    stored = load_checkpoint(args.checkpoint)["config"]
+    ckpt = load_checkpoint(args.checkpoint)
+    # one pass over the data: speed flags (compile, channels_last) are not worth their setup here
     changes = {"data": args.data, "output_dir": args.output_dir, "resume": None, "accelerator": args.accelerator,
-               "batch_size": args.batch_size or stored["batch_size"], "image_size": args.image_size or stored["image_size"],
-               "compile": False}
-    cfg = TrainConfig(**{**stored, **changes})
+               "compile": False, "channels_last": False}
+    changes.update({k: v for k, v in (("batch_size", args.batch_size), ("image_size", args.image_size)) if v is not None})
+    cfg = TrainConfig(**{**ckpt["config"], **changes})
     apply_torch_settings(cfg)
     device = resolve_device(cfg)
-    model = load_model(args.checkpoint, cfg).to(device, memory_format=torch.channels_last if cfg.channels_last
-                                                else torch.preserve_format)
+    model = load_model(args.checkpoint, ckpt, cfg).to(device)
     if cfg.data == "synthetic":
         dataset = split_dataset(cfg).test
     else:

@@ -181,6 +181,15 @@ def test_evaluate_cli_rejects_a_bogus_checkpoint(tmp_path, capsys, bogus):
     assert not (tmp_path / "out").exists()
 
 
+def test_evaluate_cli_rejects_weights_of_another_shape(trained, tmp_path, capsys):
+    cfg, _ = trained
+    ckpt = load_checkpoint(cfg.checkpoint_dir / "last.pt")
+    ckpt["config"]["base_channels"] = 16
+    torch.save(ckpt, tmp_path / "mislabelled.pt")
+    code, _, err = evaluate_main(capsys, "--checkpoint", str(tmp_path / "mislabelled.pt"), "--output-dir", str(tmp_path / "out"))
+    assert code == 1 and "weights do not fit WaferCNN(base_channels=16)" in err and len(err.strip().splitlines()) == 1
+
+
 def test_ddp_two_processes_gloo(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
