@@ -130,6 +130,8 @@ def fit(cfg: TrainConfig) -> RunResult:
 
 def read_checkpoint(path: str | Path) -> dict:
     """A checkpoint this side wrote, on the CPU; anything else is a TrainingError naming the file."""
+    if not Path(path).is_file():
+        raise TrainingError(f"{path}: no such checkpoint file")
     try:
         # weights_only=True, as Lightning itself loads local checkpoints: a foreign pickle cannot run code
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -50,3 +51,21 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     uninterrupted = train.fit(cfg.replace(output_dir=str(tmp_path / "whole")))
     assert comparable(resumed) == comparable(uninterrupted)
     assert [entry["epoch"] for entry in resumed.history] == [0, 1, 2, 3]
+
+
+def test_ddp_two_cpu_processes_write_one_set_of_outputs(tmp_path):
+    out = tmp_path / "ddp"
+    # the Trainer launches the second process itself, by re-running this command line
+    proc = subprocess.run([sys.executable, "-m", "lightning_impl.train", *TINY_FLAGS, "--epochs", "2",
+                           "--devices", "2", "--strategy", "ddp", "--output-dir", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("data: synthetic") == 1 and proc.stdout.count("test: accuracy") == 1  # rank 0 only
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps_per_epoch"] == 3  # 38 of the 75 maps per rank, batch 16
+    assert len(metrics["step_losses"]) == 6 and [entry["epoch"] for entry in metrics["history"]] == [0, 1]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "confusion_matrix.png", "metrics.json",
+                                                     "sample_predictions.png", "tensorboard"]
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1 and last["global_step"] == 6
+    assert len({p.name.split(".")[-2] for p in (out / "tensorboard").glob("events.*")}) == 1  # one writer process

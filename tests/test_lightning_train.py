@@ -1,4 +1,4 @@
-"""lightning_impl in process: outputs, early stopping, NaN stop, bad checkpoints, data parity, CLI flags."""
+"""lightning_impl in process: outputs, early stopping, NaN stop, bad checkpoints, data parity, CLI flags, evaluate."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lightning_impl import train
+from lightning_impl import evaluate, train
 from lightning_impl.datamodule import WaferDataModule
 from lightning_impl.module import WaferLightningModel
 from shared.config import TrainConfig
@@ -64,9 +66,9 @@ def test_run_writes_metrics_plots_tensorboard_and_checkpoints(trained):
 @pytest.mark.slow
 def test_early_stopping_stops_after_patience_epochs_without_improvement(tiny_cfg):
     # min_delta=10: only epoch 0 (against +inf) counts as an improvement, so the stop comes at epoch `patience`
-    result = train.fit(tiny_cfg.replace(epochs=6, patience=2, min_delta=10.0))
+    result = train.fit(tiny_cfg.replace(epochs=6, patience=1, min_delta=10.0))
     assert result.stop_reason == "early_stopping"
-    assert result.epochs_run == 3 and [entry["epoch"] for entry in result.history] == [0, 1, 2]
+    assert result.epochs_run == 2 and [entry["epoch"] for entry in result.history] == [0, 1]
 
 
 @pytest.mark.slow
@@ -156,3 +158,52 @@ def test_bad_flags_are_rejected_like_the_plain_side(flags, monkeypatch, capsys):
         outcomes.append((stopped.value.code, message.split(": error: ", 1)[1]))
     assert outcomes[0] == outcomes[1]
     assert outcomes[1][0] == 2 and outcomes[1][1].startswith(f"argument {flags[0]}")
+
+
+def evaluate_main(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        evaluate.main(list(argv))
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, capsys):
+    cfg, result = trained
+    best = next(cfg.checkpoint_dir.glob(f"epoch={result.best_epoch}-*.ckpt"))
+    code, out, err = evaluate_main(capsys, "--checkpoint", str(best), "--output-dir", str(tmp_path),
+                                   "--accelerator", "cpu")
+    assert code == 0, err
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    assert evaluated["test"] == result.test  # the run tested this checkpoint on the same synthetic test split
+    assert evaluated["implementation"] == "lightning_impl" and (tmp_path / "sample_predictions.png").is_file()
+    assert "test: accuracy" in out
+
+
+@pytest.mark.slow
+def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WAFER_BENCH_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    maps = [rng.integers(0, 3, size=(26, 26)).astype(np.uint8) for _ in range(12)]
+    labels = [np.array([["Center"]]), np.array([["none"]]), np.zeros((0, 0))] * 4  # a third unlabelled
+    pd.DataFrame({"waferMap": maps, "failureType": labels}).to_pickle(tmp_path / "mini.pkl")
+    code, out, err = evaluate_main(capsys, "--checkpoint", str(trained[0].checkpoint_dir / "last.ckpt"),
+                                   "--data", str(tmp_path / "mini.pkl"), "--output-dir", str(tmp_path / "out"))
+    assert code == 0, err
+    test = json.loads((tmp_path / "out" / "metrics.json").read_text())["test"]
+    assert sum(c["support"] for c in test["per_class"].values()) == 8 and ": 8 maps" in out
+
+
+@pytest.mark.parametrize("bogus", ["text", "plain_side", "missing"])
+def test_evaluate_cli_rejects_a_bogus_checkpoint(tmp_path, capsys, bogus):
+    path = tmp_path / ("last.pt" if bogus == "plain_side" else "epoch=1.ckpt")
+    if bogus == "text":
+        path.write_text("not a checkpoint")
+    elif bogus == "plain_side":
+        torch.save({"model": {}, "optimizer": {}, "epoch": 1, "config": {}}, path)
+    code, _, err = evaluate_main(capsys, "--checkpoint", str(path), "--output-dir", str(tmp_path / "out"))
+    assert code == 1 and str(path) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
