@@ -56,8 +56,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     stored = {k: v for k, v in ckpt["hyper_parameters"].items() if k in fields}  # the training run's flags
     changes = {"data": args.data, "output_dir": args.output_dir, "resume": None, "accelerator": args.accelerator,
-               "batch_size": args.batch_size or stored["batch_size"],
-               "image_size": args.image_size or stored["image_size"],
+               "batch_size": stored["batch_size"] if args.batch_size is None else args.batch_size,
+               "image_size": stored["image_size"] if args.image_size is None else args.image_size,
                "compile": False, "devices": 1, "num_nodes": 1, "strategy": "auto"}
     cfg = TrainConfig(**{**stored, **changes})
     apply_torch_settings(cfg)
