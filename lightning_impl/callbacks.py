@@ -52,23 +52,21 @@ class RunRecorder(L.Callback):
             self._end_of_training_batches(trainer)
 
     def _end_of_training_batches(self, trainer: L.Trainer) -> None:
-        """Time the epoch, fetch its losses (one sync) and stop on a non-finite one (contract item 7).
-
-        This runs before validation, so before EarlyStopping and ModelCheckpoint (both act in
-        on_train_epoch_end, after validation). Lightning alone would not protect the checkpoints:
-        EarlyStopping(check_finite=True) only sees the monitored *validation* value, and in the same hook
-        ModelCheckpoint still saves while it holds fewer than save_top_k files (check_monitor_top_k returns
-        True, _update_best_and_save maps NaN to +-inf), rewriting last.ckpt with NaN weights.
-        """
+        """Time the epoch, fetch its losses (one sync) and stop on a non-finite one (contract item 7)."""
+        # This runs before validation, so before EarlyStopping and ModelCheckpoint (both act in
+        # on_train_epoch_end, after validation). Lightning alone would not protect the checkpoints:
+        # EarlyStopping(check_finite=True) only sees the monitored *validation* value, and in the same hook
+        # ModelCheckpoint still saves while it holds fewer than save_top_k files (check_monitor_top_k returns
+        # True, _update_best_and_save maps NaN to +-inf), rewriting last.ckpt with NaN weights.
         synchronize(self.device)
         self._train_seconds = time.perf_counter() - self._epoch_start
         losses = torch.stack(self._epoch_losses).float().cpu().tolist()
         self.step_losses.extend(losses)
         bad = [i for i, loss in enumerate(losses) if not math.isfinite(loss)]
         if bad:
+            kept = f" in {trainer.checkpoint_callback.dirpath}" if trainer.checkpoint_callback else ""
             raise TrainingError(f"non-finite training loss in epoch {trainer.current_epoch} (step {bad[0]} of the "
-                                "epoch); stopped before validation and checkpointing, the checkpoints written so "
-                                "far are kept")
+                                f"epoch); stopped before validation, checkpoints so far are kept{kept}")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # runs after validation: callback_metrics holds this epoch's train and val means
