@@ -64,7 +64,7 @@ PROFILES = {
     ),
     "seed": Profile(
         name="seed",
-        train_flags=("--samples-per-class", "100", "--image-size", "64", "--epochs", "30", "--batch-size", "32",
+        train_flags=("--samples-per-class", "100", "--image-size", "32", "--epochs", "30", "--batch-size", "32",
                      "--patience", "5"),
         rounds=3, decomposition_epochs=4, decomposition_rounds=3, gpu_decomposition_rounds=2,
         variants=(
@@ -81,10 +81,10 @@ PROFILES = {
     ),
     "real": Profile(
         name="real",
-        train_flags=("--samples-per-class", "1000", "--image-size", "64", "--epochs", "20", "--batch-size", "64",
+        train_flags=("--samples-per-class", "3000", "--image-size", "32", "--epochs", "25", "--batch-size", "64",
                      "--patience", "5", "--class-weights", "--augment", "--monitor", "val_loss"),
         rounds=1, decomposition_epochs=2, decomposition_rounds=1, warmup=False, timeout_s=2400,
         needs_real_data=True,
-        notes="WM-811K subset, each class capped at 1,000 maps, class-weighted loss, flips and 90-degree rotations",
+        notes="WM-811K subset, each class capped at 3,000 maps, class-weighted loss, flips and 90-degree rotations",
     ),
 }
