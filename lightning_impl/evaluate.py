@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import sys
 from collections.abc import Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import TensorDataset
 
 from lightning_impl.module import WaferLightningModel
 from lightning_impl.train import read_checkpoint, silence_noise
-from shared.config import ACCELERATORS, TrainConfig
-from shared.data import make_loader, split_dataset, to_inputs
+from shared.cli import evaluation_config, run_evaluate_cli
+from shared.config import TrainConfig
+from shared.data import evaluation_dataset, make_loader
 from shared.model import build_model, count_parameters
-from shared.results import RunResult, finish_run, summary_lines
+from shared.results import RunResult, finish_run
 from shared.runtime import TrainingError, apply_torch_settings, resolve_device, state_digest
-from shared.wm811k import load_wm811k
 
 PROG = "python -m lightning_impl.evaluate"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--checkpoint", required=True,
-                        help="a lightning_impl checkpoint (.ckpt); its hparams rebuild the model")
-    parser.add_argument("--data", default="synthetic", help="'synthetic' (its test split) or an LSWMD-format pickle")
-    parser.add_argument("--output-dir", default="runs/evaluate", help="folder for metrics.json and the plots")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the checkpoint's")
-    parser.add_argument("--accelerator", choices=ACCELERATORS, default="auto")
-    parser.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's")
-    return parser
 
 
 def load_model(path: str, ckpt: dict, cfg: TrainConfig) -> WaferLightningModel:
@@ -53,22 +37,12 @@ def load_model(path: str, ckpt: dict, cfg: TrainConfig) -> WaferLightningModel:
 def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
     """Test metrics of the checkpoint's weights on the chosen data (Trainer.test), as metrics.json and plots."""
     ckpt = read_checkpoint(args.checkpoint)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    stored = {k: v for k, v in ckpt["hyper_parameters"].items() if k in fields}  # the training run's flags
-    changes = {"data": args.data, "output_dir": args.output_dir, "resume": None, "accelerator": args.accelerator,
-               "batch_size": stored["batch_size"] if args.batch_size is None else args.batch_size,
-               "image_size": stored["image_size"] if args.image_size is None else args.image_size,
-               "compile": False, "devices": 1, "num_nodes": 1, "strategy": "auto"}
-    cfg = TrainConfig(**{**stored, **changes})
+    cfg = evaluation_config(ckpt["hyper_parameters"], args)
     apply_torch_settings(cfg)
     silence_noise(cfg)
     device = resolve_device(cfg)
     lit = load_model(args.checkpoint, ckpt, cfg)
-    if cfg.data == "synthetic":
-        dataset = split_dataset(cfg).test
-    else:
-        maps = load_wm811k(cfg.data, cfg.image_size)
-        dataset = TensorDataset(to_inputs(maps.codes), torch.from_numpy(maps.labels))
+    dataset = evaluation_dataset(cfg)
     loader = make_loader(dataset, cfg, pin_memory=device.type == "cuda")
     trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, logger=False,
                         precision="32-true" if cfg.precision == "32" else cfg.precision, enable_model_summary=False,
@@ -81,16 +55,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    try:
-        result = evaluate_checkpoint(args)
-    except (TrainingError, ValueError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        sys.exit(1)
-    maps = sum(c["support"] for c in result.test["per_class"].values())
-    print(f"{args.checkpoint} on {args.data}: {maps} maps")
-    print(summary_lines(result)[1])
-    print(f"outputs in {args.output_dir}")
+    run_evaluate_cli(evaluate_checkpoint, PROG, __doc__,
+                     "a lightning_impl checkpoint (.ckpt); its hparams rebuild the model", argv)
 
 
 if __name__ == "__main__":

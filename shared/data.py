@@ -77,6 +77,14 @@ def split_dataset(cfg: TrainConfig) -> WaferSplits:
                        class_weights=torch.from_numpy(weights), skipped=maps.skipped)
 
 
+def evaluation_dataset(cfg: TrainConfig) -> TensorDataset:
+    """What an evaluate command scores: the synthetic test split, or every labelled map of an LSWMD file."""
+    if cfg.data == "synthetic":
+        return split_dataset(cfg).test
+    maps = load_wm811k(cfg.data, cfg.image_size)
+    return TensorDataset(to_inputs(maps.codes), torch.from_numpy(maps.labels))
+
+
 def train_sampler(dataset: TensorDataset, cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> DistributedSampler:
     """Shuffles with seed + epoch (call set_epoch), so batch order is a function of (seed, epoch) alone.
 
