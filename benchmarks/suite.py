@@ -112,10 +112,11 @@ def plan(profile: Profile, accelerator: str) -> list[RunRecord]:
     for variant in profile.variants:
         if accelerator not in variant.devices:
             continue
+        epochs = ["--epochs", str(variant.epochs)] if variant.epochs else []
         for r in range(variant.rounds or rounds):
             for side in _pairs(r):
-                add(side, "variant", variant.name, r, profile.base_seed, [*fixed, "--barebones", *variant.flags],
-                    variant.processes)
+                add(side, "variant", variant.name, r, profile.base_seed,
+                    [*fixed, *epochs, "--barebones", *variant.flags], variant.processes)
     return records
 
 

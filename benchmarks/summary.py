@@ -119,10 +119,7 @@ def summarize_accelerator(entry: dict) -> dict:
     imports = entry["imports"]
     runtime["import_seconds"] = {"sides": {s: spread(imports[s]) for s in SIDES},
                                  "ratio": paired_ratio(imports["lightning"], imports["plain"])}
-    decomposition = {label: {s: spread(v) for s, v in _by_side(_select(runs, "decomposition", label), "step_ms").items()}
-                     for label in ("barebones", "full")}
-    decomposition_wall = {label: {s: spread(v) for s, v in _by_side(_select(runs, "decomposition", label), "wall_seconds").items()}
-                          for label in ("barebones", "full")}
+    decomposition = decompose(_select(runs, "decomposition"))
     variants = {}
     for r in _select(runs, "variant"):
         variants.setdefault(r["label"], [])
@@ -131,9 +128,28 @@ def summarize_accelerator(entry: dict) -> dict:
         variants[label] = {"step_ms": {s: spread(v) for s, v in _by_side(chosen, "step_ms").items()},
                            "samples_per_s": {s: spread(v) for s, v in _by_side(chosen, "samples_per_s").items()},
                            "ratio": _paired(chosen, "step_ms")}
-    return {"runtime": runtime, "decomposition": decomposition, "decomposition_wall": decomposition_wall,
+    return {"runtime": runtime, "decomposition": decomposition,
             "variants": variants, "final_metrics": final_metrics(e2e), "parity": parity(e2e),
             "mfu": mfu(runtime, entry), "errors": errors(runs)}
+
+
+def decompose(runs: list[dict]) -> dict:
+    """ms/step per side and setting, the framework gap (L/P) per setting and the feature cost (full/barebones)
+    per side, each ratio paired within a round so slow drift of the machine cancels."""
+    out = {"step_ms": {}, "wall_seconds": {}, "framework_gap": {}, "feature_cost": {}}
+    for label in ("barebones", "full"):
+        chosen = _select(runs, "decomposition", label)
+        out["step_ms"][label] = {s: spread(v) for s, v in _by_side(chosen, "step_ms").items()}
+        out["wall_seconds"][label] = {s: spread(v) for s, v in _by_side(chosen, "wall_seconds").items()}
+        out["framework_gap"][label] = _paired(chosen, "step_ms")
+    for side in SIDES:
+        by_round = {}
+        for r in runs:
+            if r["side"] == side:
+                by_round.setdefault(r["round"], {})[r["label"]] = run_figures(r)["step_ms"]
+        pairs = [(v["full"], v["barebones"]) for v in by_round.values() if v.get("full") and v.get("barebones")]
+        out["feature_cost"][side] = paired_ratio([a for a, _ in pairs], [b for _, b in pairs])
+    return out
 
 
 def final_metrics(runs: list[dict]) -> dict:
