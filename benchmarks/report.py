@@ -116,12 +116,18 @@ def metrics_section(summary: dict) -> list[str]:
     rows = []
     for acc, s in summary.items():
         for key, row in s["final_metrics"].items():
+            if key == "per_class_f1":
+                continue
             cells = [_mean_std(row.get(side)) for side in SIDES]
             gap = f"{row['gap']:+.4f} ({row['gap_in_seed_std']:+.2f} seed-std)" if row.get("gap_in_seed_std") is not None else (f"{row['gap']:+.4f}" if "gap" in row else NOT_MEASURED)
             rows.append([ACC_NAMES[acc], key, *cells, gap])
+    per_class = [[ACC_NAMES[acc], name, *(f"{s['final_metrics']['per_class_f1'][side].get(name, float('nan')):.3f}" for side in SIDES)]
+                 for acc, s in summary.items() for name in s["final_metrics"]["per_class_f1"]["plain"]]
     return ["## Final test metrics", _table(rows, ["device", "metric", *map(NAMES.get, SIDES), "Lightning - plain"]),
             "\nMean ± sample std over the seeds of the timed rounds (one seed per round, the same seed on both sides). A gap "
-            "well inside one seed-std means the framework does not change what is learned.\n"]
+            "well inside one seed-std means the framework does not change what is learned.\n",
+            _table(per_class, ["device", "class", *(f"{NAMES[s]} F1" for s in SIDES)]),
+            "\nPer-class F1 (mean over the same seeds): on imbalanced real data the macro average hides which defects are missed.\n"]
 
 
 def _mean_std(cell: dict | None) -> str:
@@ -202,6 +208,14 @@ def render_markdown(raw: dict, summary: dict) -> str:
     return "\n".join(parts)
 
 
+def rerender(report_dir: Path) -> Path:
+    """Recompute the summary and rewrite the report from its own benchmark.json (no training, same figures)."""
+    raw = json.loads((report_dir / "benchmark.json").read_text())["raw"]
+    from benchmarks.summary import summarize
+
+    return write_report(raw, summarize(raw), report_dir)
+
+
 def write_report(raw: dict, summary: dict, report_dir: Path) -> Path:
     """Build the whole report in a temp folder, then swap it in: a crash never leaves a half-written report."""
     report_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -220,3 +234,10 @@ def write_report(raw: dict, summary: dict, report_dir: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report_dir
+
+
+if __name__ == "__main__":  # python -m benchmarks.report reports/seed: re-render after a change to this file
+    import sys
+
+    for folder in sys.argv[1:]:
+        print(rerender(Path(folder)) / "comparison.md")

@@ -165,7 +165,16 @@ def final_metrics(runs: list[dict]) -> dict:
             row["gap"] = gap
             row["gap_in_seed_std"] = gap / pooled if pooled else None
         out[key] = row
+    out["per_class_f1"] = {s: _per_class_f1([r for r in runs if r["ok"] and r["side"] == s]) for s in SIDES}
     return out
+
+
+def _per_class_f1(runs: list[dict]) -> dict[str, float]:
+    """Mean F1 per class over the runs (what imbalanced real data needs to be judged by)."""
+    if not runs:
+        return {}
+    names = runs[0]["metrics"]["test"]["per_class"]
+    return {name: float(np.mean([r["metrics"]["test"]["per_class"][name]["f1"] for r in runs])) for name in names}
 
 
 def parity(runs: list[dict]) -> list[dict]:

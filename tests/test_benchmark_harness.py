@@ -12,6 +12,7 @@ from benchmarks.profiles import PROFILES
 from benchmarks.runner import RunRecord, run_training
 from benchmarks.suite import plan
 from benchmarks.summary import paired_ratio, spread, summarize
+from shared.config import CLASS_NAMES
 
 CONFIG = {"data": "synthetic", "samples_per_class": 12, "balance_classes": True, "image_size": 32,
           "val_fraction": 0.15, "test_fraction": 0.15, "seed": 1, "monitor": "val_loss", "output_dir": "x"}
@@ -25,6 +26,8 @@ def fake_metrics(seed: int, loss_shift: float = 0.0) -> dict:
             "step_losses": [1.0 + loss_shift] * (steps * 3), "first_step_unix": 105.0, "fit_seconds": 1.0,
             "initial_weights_sha256": "a", "final_weights_sha256": "b", "peak_cuda_memory_bytes": None,
             "test": {"accuracy": 0.5 + seed / 100, "precision_macro": 0.5, "recall_macro": 0.5, "f1_macro": 0.5,
+                     "per_class": {name: {"precision": 0.5, "recall": 0.5, "f1": 0.25 + i / 100, "support": 3}
+                                   for i, name in enumerate(CLASS_NAMES)},
                      "confusion_matrix": [[1] * 9 for _ in range(9)]}}
 
 
@@ -64,6 +67,7 @@ def test_summary_parity_and_metrics() -> None:
     assert summary["runtime"]["first_step_seconds"]["sides"]["lightning"]["median"] == pytest.approx(5.0)
     assert summary["runtime"]["import_seconds"]["ratio"]["median"] == pytest.approx((2.0 / 1.0 + 2.2 / 1.2) / 2)
     assert summary["final_metrics"]["accuracy"]["plain"]["mean"] == pytest.approx(0.605)
+    assert summary["final_metrics"]["per_class_f1"]["lightning"]["Scratch"] == pytest.approx(0.32)
 
 
 def test_report_written_when_one_side_fails(tmp_path) -> None:
@@ -75,6 +79,16 @@ def test_report_written_when_one_side_fails(tmp_path) -> None:
     assert "not measured" in text  # the failed side's cells
     assert json.loads((out / "benchmark.json").read_text())["raw"]["profile"] == "smoke"
     assert (out / "runtime.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| CPU      | Scratch   | 0.320" in text  # per-class F1 of the side that ran
+
+
+def test_rerender_rebuilds_the_report_from_its_json(tmp_path) -> None:
+    runs = [fake_run(side, r) for r in range(2) for side in ("plain", "lightning")]
+    raw = fake_raw(runs)
+    out = report_mod.write_report(raw, summarize(raw), tmp_path / "smoke")
+    (out / "comparison.md").write_text("stale")
+    report_mod.rerender(out)
+    assert (out / "comparison.md").read_text() == report_mod.render_markdown(raw, summarize(raw))
 
 
 def test_failed_report_write_keeps_the_previous_report(tmp_path, monkeypatch) -> None:
