@@ -20,6 +20,22 @@ def tiny_cfg(tmp_path: Path) -> TrainConfig:
 
 
 @pytest.fixture
+def call_main(capsys: pytest.CaptureFixture):
+    """Run a CLI's main(argv) in-process: (exit code, stdout, stderr)."""
+
+    def call(main, *argv: str) -> tuple[int, str, str]:
+        try:
+            main(list(argv))
+            code = 0
+        except SystemExit as exit_info:
+            code = exit_info.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return call
+
+
+@pytest.fixture
 def real_data_path() -> Path:
     """The WM-811K file named by $WM811K_PATH; skips (with the reason) when it is not given."""
     value = os.environ.get(REAL_DATA_ENV)

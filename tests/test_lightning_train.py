@@ -160,21 +160,11 @@ def test_bad_flags_are_rejected_like_the_plain_side(flags, monkeypatch, capsys):
     assert outcomes[1][0] == 2 and outcomes[1][1].startswith(f"argument {flags[0]}")
 
 
-def evaluate_main(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        evaluate.main(list(argv))
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.mark.slow
-def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, capsys):
+def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, call_main):
     cfg, result = trained
     best = next(cfg.checkpoint_dir.glob(f"epoch={result.best_epoch}-*.ckpt"))
-    code, out, err = evaluate_main(capsys, "--checkpoint", str(best), "--output-dir", str(tmp_path),
+    code, out, err = call_main(evaluate.main, "--checkpoint", str(best), "--output-dir", str(tmp_path),
                                    "--accelerator", "cpu")
     assert code == 0, err
     evaluated = json.loads((tmp_path / "metrics.json").read_text())
@@ -184,13 +174,13 @@ def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, capsys, monkeypatch):
+def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, call_main, monkeypatch):
     monkeypatch.setenv("WAFER_BENCH_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     maps = [rng.integers(0, 3, size=(26, 26)).astype(np.uint8) for _ in range(12)]
     labels = [np.array([["Center"]]), np.array([["none"]]), np.zeros((0, 0))] * 4  # a third unlabelled
     pd.DataFrame({"waferMap": maps, "failureType": labels}).to_pickle(tmp_path / "mini.pkl")
-    code, out, err = evaluate_main(capsys, "--checkpoint", str(trained[0].checkpoint_dir / "last.ckpt"),
+    code, out, err = call_main(evaluate.main, "--checkpoint", str(trained[0].checkpoint_dir / "last.ckpt"),
                                    "--data", str(tmp_path / "mini.pkl"), "--output-dir", str(tmp_path / "out"))
     assert code == 0, err
     test = json.loads((tmp_path / "out" / "metrics.json").read_text())["test"]
@@ -198,12 +188,12 @@ def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, c
 
 
 @pytest.mark.parametrize("bogus", ["text", "plain_side", "missing"])
-def test_evaluate_cli_rejects_a_bogus_checkpoint(tmp_path, capsys, bogus):
+def test_evaluate_cli_rejects_a_bogus_checkpoint(tmp_path, call_main, bogus):
     path = tmp_path / ("last.pt" if bogus == "plain_side" else "epoch=1.ckpt")
     if bogus == "text":
         path.write_text("not a checkpoint")
     elif bogus == "plain_side":
         torch.save({"model": {}, "optimizer": {}, "epoch": 1, "config": {}}, path)
-    code, _, err = evaluate_main(capsys, "--checkpoint", str(path), "--output-dir", str(tmp_path / "out"))
+    code, _, err = call_main(evaluate.main, "--checkpoint", str(path), "--output-dir", str(tmp_path / "out"))
     assert code == 1 and str(path) in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()

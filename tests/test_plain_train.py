@@ -134,20 +134,10 @@ def test_non_finite_loss_stops_and_keeps_checkpoints(tiny_cfg, monkeypatch):
     assert not (Path(tiny_cfg.output_dir) / "metrics.json").exists()
 
 
-def evaluate_main(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        evaluate_cli.main(list(argv))
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, capsys):
+def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, call_main):
     cfg, metrics = trained
     best = cfg.checkpoint_dir / next(p.name for p in cfg.checkpoint_dir.glob(f"epoch={metrics['best_epoch']}-*"))
-    code, out, err = evaluate_main(capsys, "--checkpoint", str(best), "--data", "synthetic", "--output-dir", str(tmp_path))
+    code, out, err = call_main(evaluate_cli.main, "--checkpoint", str(best), "--data", "synthetic", "--output-dir", str(tmp_path))
     assert code == 0, err
     evaluated = json.loads((tmp_path / "metrics.json").read_text())
     assert evaluated["test"] == metrics["test"] and evaluated["epochs_run"] == 0
@@ -155,14 +145,14 @@ def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, capsys):
     assert "test: accuracy" in out
 
 
-def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, capsys, monkeypatch):
+def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, call_main, monkeypatch):
     monkeypatch.setenv("WAFER_BENCH_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     maps = [rng.integers(0, 3, size=(26, 26)).astype(np.uint8) for _ in range(12)]
     labels = [np.array([["Center"]]), np.array([["none"]]), np.zeros((0, 0))] * 4  # a third unlabelled
     pd.DataFrame({"waferMap": maps, "failureType": labels}).to_pickle(tmp_path / "mini.pkl")
     cfg, _ = trained
-    code, _, err = evaluate_main(capsys, "--checkpoint", str(cfg.checkpoint_dir / "last.pt"),
+    code, _, err = call_main(evaluate_cli.main, "--checkpoint", str(cfg.checkpoint_dir / "last.pt"),
                                  "--data", str(tmp_path / "mini.pkl"), "--output-dir", str(tmp_path / "out"))
     assert code == 0, err
     test = json.loads((tmp_path / "out" / "metrics.json").read_text())["test"]
@@ -170,23 +160,23 @@ def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, c
 
 
 @pytest.mark.parametrize("bogus", ["text", "lightning"])
-def test_evaluate_cli_rejects_a_bogus_checkpoint(tmp_path, capsys, bogus):
+def test_evaluate_cli_rejects_a_bogus_checkpoint(tmp_path, call_main, bogus):
     path = tmp_path / ("notes.pt" if bogus == "text" else "epoch=1-step=10.ckpt")
     if bogus == "text":
         path.write_text("not a checkpoint")
     else:
         torch.save({"state_dict": build_model(tiny(tmp_path)).state_dict(), "pytorch-lightning_version": "2.6.6"}, path)
-    code, _, err = evaluate_main(capsys, "--checkpoint", str(path), "--output-dir", str(tmp_path / "out"))
+    code, _, err = call_main(evaluate_cli.main, "--checkpoint", str(path), "--output-dir", str(tmp_path / "out"))
     assert code == 1 and str(path) in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
-def test_evaluate_cli_rejects_weights_of_another_shape(trained, tmp_path, capsys):
+def test_evaluate_cli_rejects_weights_of_another_shape(trained, tmp_path, call_main):
     cfg, _ = trained
     ckpt = load_checkpoint(cfg.checkpoint_dir / "last.pt")
     ckpt["config"]["base_channels"] = 16
     torch.save(ckpt, tmp_path / "mislabelled.pt")
-    code, _, err = evaluate_main(capsys, "--checkpoint", str(tmp_path / "mislabelled.pt"), "--output-dir", str(tmp_path / "out"))
+    code, _, err = call_main(evaluate_cli.main, "--checkpoint", str(tmp_path / "mislabelled.pt"), "--output-dir", str(tmp_path / "out"))
     assert code == 1 and "weights do not fit WaferCNN(base_channels=16)" in err and len(err.strip().splitlines()) == 1
 
 
