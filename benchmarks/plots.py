@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from benchmarks.runner import SIDE_NAMES as NAMES
 from benchmarks.summary import run_figures
 from shared.plots import draw_confusion_matrix, save_figure
-
-NAMES = {"plain": "plain PyTorch", "lightning": "Lightning"}
 
 
 def _end_to_end(raw: dict) -> list[dict]:

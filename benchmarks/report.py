@@ -12,9 +12,9 @@ from tabulate import tabulate
 
 from benchmarks import plots
 from benchmarks.loc import LineCount, total
+from benchmarks.runner import SIDE_NAMES as NAMES
 from benchmarks.runner import SIDES
 
-NAMES = {"plain": "plain PyTorch", "lightning": "Lightning"}
 ACC_NAMES = {"cpu": "CPU", "gpu": "GPU"}
 NOT_MEASURED = "not measured"
 CLAIMS = {  # what the tutorial this project grew from says, quoted
@@ -45,8 +45,13 @@ def _table(rows, headers) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
+def loc_totals(loc: dict) -> dict[str, LineCount]:
+    """Per-package sums of the recorded per-file counts."""
+    return {pkg: total({k: LineCount(**v) for k, v in files.items()}) for pkg, files in loc.items()}
+
+
 def loc_section(loc: dict) -> list[str]:
-    totals = {pkg: total({k: LineCount(**v) for k, v in files.items()}) for pkg, files in loc.items()}
+    totals = loc_totals(loc)
     rows = [[path, c["raw"], c["source"], c["statements"]] for files in loc.values() for path, c in files.items()]
     rows += [[f"**total {pkg}/**", t.raw, t.source, t.statements] for pkg, t in totals.items()]
     p, lt = totals["plain_pytorch"], totals["lightning_impl"]
@@ -165,7 +170,7 @@ def mfu_section(summary: dict) -> list[str]:
 
 
 def claims_section(raw: dict, summary: dict) -> list[str]:
-    loc = {pkg: total({k: LineCount(**v) for k, v in files.items()}).source for pkg, files in raw["lines_of_code"].items()}
+    loc = {pkg: t.source for pkg, t in loc_totals(raw["lines_of_code"]).items()}
     def wall(acc):
         rt = summary.get(acc, {}).get("runtime")
         return " / ".join(f"{NAMES[s]} {fmt(rt['wall_seconds']['sides'][s], ' s', 1)}" for s in SIDES) if rt else NOT_MEASURED

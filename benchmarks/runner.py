@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = ("plain", "lightning")
+SIDE_NAMES = {"plain": "plain PyTorch", "lightning": "Lightning"}
 MODULES = {"plain": "plain_pytorch", "lightning": "lightning_impl"}
 
 

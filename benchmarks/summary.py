@@ -91,12 +91,12 @@ def _by_side(runs: list[dict], figure: str) -> dict[str, list[float]]:
     return out
 
 
-def _paired(runs: list[dict], figure: str) -> dict | None:
-    """Lightning/plain ratio of a figure over rounds in which both sides succeeded."""
+def _paired(runs: list[dict], figure: str, key: str = "side", over: tuple[str, str] = ("lightning", "plain")) -> dict | None:
+    """Ratio over[0]/over[1] of a figure (by default Lightning/plain), paired within the rounds that have both."""
     rounds = {}
     for r in runs:
-        rounds.setdefault(r["round"], {})[r["side"]] = run_figures(r)[figure]
-    pairs = [(v["lightning"], v["plain"]) for v in rounds.values() if v.get("lightning") and v.get("plain")]
+        rounds.setdefault(r["round"], {})[r[key]] = run_figures(r)[figure]
+    pairs = [(v[over[0]], v[over[1]]) for v in rounds.values() if v.get(over[0]) and v.get(over[1])]
     return paired_ratio([a for a, _ in pairs], [b for _, b in pairs])
 
 
@@ -121,9 +121,7 @@ def summarize_accelerator(entry: dict) -> dict:
                                  "ratio": paired_ratio(imports["lightning"], imports["plain"])}
     decomposition = decompose(_select(runs, "decomposition"))
     variants = {}
-    for r in _select(runs, "variant"):
-        variants.setdefault(r["label"], [])
-    for label in variants:
+    for label in dict.fromkeys(r["label"] for r in _select(runs, "variant")):  # in plan order
         chosen = _select(runs, "variant", label)
         variants[label] = {"step_ms": {s: spread(v) for s, v in _by_side(chosen, "step_ms").items()},
                            "samples_per_s": {s: spread(v) for s, v in _by_side(chosen, "samples_per_s").items()},
@@ -143,12 +141,8 @@ def decompose(runs: list[dict]) -> dict:
         out["wall_seconds"][label] = {s: spread(v) for s, v in _by_side(chosen, "wall_seconds").items()}
         out["framework_gap"][label] = _paired(chosen, "step_ms")
     for side in SIDES:
-        by_round = {}
-        for r in runs:
-            if r["side"] == side:
-                by_round.setdefault(r["round"], {})[r["label"]] = run_figures(r)["step_ms"]
-        pairs = [(v["full"], v["barebones"]) for v in by_round.values() if v.get("full") and v.get("barebones")]
-        out["feature_cost"][side] = paired_ratio([a for a, _ in pairs], [b for _, b in pairs])
+        own = [r for r in runs if r["side"] == side]
+        out["feature_cost"][side] = _paired(own, "step_ms", key="label", over=("full", "barebones"))
     return out
 
 
