@@ -18,6 +18,7 @@ class WaferDataModule(L.LightningDataModule):
         self.cfg = cfg
         self.pin_memory = pin_memory
         self.splits: WaferSplits | None = None
+        self._loaders: tuple[DataLoader, DataLoader, DataLoader] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         # fit() calls this before the Trainer does (banner, class weights); build the splits once
@@ -25,9 +26,13 @@ class WaferDataModule(L.LightningDataModule):
             self.splits = split_dataset(self.cfg)
 
     def loaders(self) -> tuple[DataLoader, DataLoader, DataLoader]:
-        """Train/val/test loaders; the train sampler shards by this process's rank when under DDP."""
-        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        return make_dataloaders(self.cfg, self.splits, rank, world_size, pin_memory=self.pin_memory)
+        """Train/val/test loaders, built once; the train sampler shards by this process's rank when under DDP."""
+        if self._loaders is None:  # the Trainer asks for each loader separately: build (and copy to the device) once
+            rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+            device = self.trainer.strategy.root_device if self.trainer else None
+            self._loaders = make_dataloaders(self.cfg, self.splits, rank, world_size, pin_memory=self.pin_memory,
+                                             device=device)
+        return self._loaders
 
     def train_dataloader(self) -> DataLoader:
         return self.loaders()[0]

@@ -43,7 +43,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
     device = resolve_device(cfg)
     lit = load_model(args.checkpoint, ckpt, cfg)
     dataset = evaluation_dataset(cfg)
-    loader = make_loader(dataset, cfg, pin_memory=device.type == "cuda")
+    loader = make_loader(dataset, cfg, pin_memory=device.type == "cuda", device=device)
     trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, logger=False,
                         precision="32-true" if cfg.precision == "32" else cfg.precision, enable_model_summary=False,
                         enable_checkpointing=False, default_root_dir=cfg.output_dir)

@@ -24,7 +24,8 @@ from shared.config import TrainConfig
 from shared.data import WaferSplits, describe
 from shared.model import build_model, count_parameters
 from shared.results import RunResult, finish_run, summary_lines
-from shared.runtime import TrainingError, apply_torch_settings, resolve_device, seed_everything, state_digest
+from shared.runtime import (TrainingError, apply_torch_settings, replica_digest, resolve_device, seed_everything,
+                            state_digest)
 
 IMPLEMENTATION = "lightning_impl"
 # keys every checkpoint this side writes has (ModelCheckpoint with save_weights_only=False)
@@ -111,7 +112,7 @@ def fit(cfg: TrainConfig) -> RunResult:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # compile the inner WaferCNN: its state_dict keys gain "_orig_mod.", `model` keeps the plain ones
-    lit = WaferLightningModel(torch.compile(model) if cfg.compile else model, cfg,
+    lit = WaferLightningModel(torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model, cfg,
                               splits.class_weights if cfg.class_weights else None)
     ckpt_path = checked_resume_path(cfg, lit)
     recorder = RunRecorder(device)
@@ -120,7 +121,7 @@ def fit(cfg: TrainConfig) -> RunResult:
         print_banner(cfg, splits, result, trainer.world_size)
     trainer.fit(lit, datamodule=datamodule, ckpt_path=ckpt_path)
     result.peak_cuda_memory_bytes = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
-    result.final_weights_sha256 = state_digest(model)  # before trainer.test loads the best checkpoint
+    result.final_weights_sha256 = replica_digest(model)  # before trainer.test loads the best checkpoint
     finish_fit(result, cfg, trainer, recorder)  # first: trainer.test restores the best checkpoint's callback states
     y_true, y_pred = run_test(trainer, lit, datamodule)
     if trainer.is_global_zero:

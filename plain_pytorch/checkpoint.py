@@ -15,8 +15,8 @@ from shared.runtime import TrainingError, atomic_torch_save
 FORMAT = "wafer-bench/plain/1"
 # may change between a run and its resume (where, how fast, how long, how verbose); the rest is the experiment
 RUNTIME_FIELDS = frozenset({"epochs", "patience", "save_top_k", "num_workers", "accelerator", "devices", "num_nodes",
-                            "strategy", "channels_last", "compile", "deterministic", "log_every_n_steps",
-                            "output_dir", "resume"})
+                            "strategy", "channels_last", "compile", "compile_mode", "data_on_device", "deterministic",
+                            "log_every_n_steps", "output_dir", "resume"})
 
 
 class CheckpointSaver:

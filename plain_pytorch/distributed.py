@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from shared.config import TrainConfig
-from shared.runtime import TrainingError, resolve_device, state_digest
+from shared.runtime import TrainingError, resolve_device
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def wrap_model(model: nn.Module, cfg: TrainConfig, world: World) -> nn.Module:
     net = model
     if dist.is_initialized():
         net = DistributedDataParallel(model, device_ids=[world.device.index] if world.device.type == "cuda" else None)
-    return torch.compile(net) if cfg.compile else net
+    return torch.compile(net, mode=cfg.compile_mode) if cfg.compile else net
 
 
 def all_reduce_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
@@ -72,15 +72,3 @@ def broadcast_buffers(model: nn.Module, world: World) -> None:
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
 
-
-def replica_digest(model: nn.Module, world: World) -> str:
-    """state_digest of the weights, after checking that every rank holds the same ones."""
-    digest = state_digest(model)
-    if world.size > 1:
-        digests = [None] * world.size
-        dist.all_gather_object(digests, digest)
-        if len(set(digests)) > 1:
-            raise TrainingError(f"DDP replicas diverged: weight digests per rank {digests}")
-        if world.is_main:
-            print(f"weights identical on all {world.size} ranks (sha256 {digest[:12]})")
-    return digest

@@ -11,7 +11,7 @@ from torch import nn
 
 from plain_pytorch.checkpoint import CheckpointSaver, load_checkpoint, resume_path, rng_state, set_rng_state
 from plain_pytorch.distributed import (World, all_reduce_sum, broadcast_buffers, close_distributed,
-                                       init_distributed, replica_digest, wrap_model)
+                                       init_distributed, wrap_model)
 from plain_pytorch.early_stopping import EarlyStopping
 from plain_pytorch.logger import TrainLogger
 from shared.cli import run_cli
@@ -19,8 +19,8 @@ from shared.config import TrainConfig
 from shared.data import WaferSplits, describe, make_dataloaders, random_dihedral, split_dataset
 from shared.model import build_model, count_parameters
 from shared.results import RunResult, finish_run, summary_lines
-from shared.runtime import (TrainingError, apply_torch_settings, epoch_seed, seed_everything, state_digest,
-                            synchronize)
+from shared.runtime import (TrainingError, apply_torch_settings, epoch_seed, replica_digest, seed_everything,
+                            state_digest, synchronize)
 
 
 def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, cfg: TrainConfig,
@@ -111,7 +111,7 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
     criterion = nn.CrossEntropyLoss(weight=splits.class_weights.to(device) if cfg.class_weights else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     train_loader, val_loader, test_loader = make_dataloaders(cfg, splits, world.rank, world.size,
-                                                             pin_memory=device.type == "cuda")
+                                                             pin_memory=device.type == "cuda", device=device)
     result = RunResult("plain_pytorch", cfg.to_dict(), str(device), world.size, count_parameters(model),
                        steps_per_epoch=len(train_loader), initial_weights_sha256=initial_weights_sha256)
     stopper, saver = make_stopper_and_saver(cfg, world)
@@ -205,7 +205,7 @@ def finish_fit(result: RunResult, model: nn.Module, logger: TrainLogger, stopper
     best = pick(result.history, key=lambda e: e[cfg.monitor], default=None)  # ties: the earlier epoch
     result.best_epoch, result.best_score = (best["epoch"], best[cfg.monitor]) if best else (None, None)
     result.stop_reason = "early_stopping" if stopper is not None and stopper.should_stop else "max_epochs"
-    result.final_weights_sha256 = replica_digest(model, world)
+    result.final_weights_sha256 = replica_digest(model)
     result.first_step_unix = logger.first_step_unix
     if world.device.type == "cuda":
         result.peak_cuda_memory_bytes = torch.cuda.max_memory_allocated(world.device)

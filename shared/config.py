@@ -12,6 +12,7 @@ CLASS_NAMES: tuple[str, ...] = (
 ACCELERATORS = ("cpu", "gpu", "auto")
 STRATEGIES = ("auto", "ddp")
 PRECISIONS = ("32", "bf16-mixed")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 MONITORS = {"val_loss": "min", "val_acc": "max"}
 
 
@@ -58,6 +59,11 @@ class TrainConfig:
     precision: str = field(default="32", metadata=_opt("numeric precision", choices=PRECISIONS))
     channels_last: bool = field(default=False, metadata=_opt("NHWC memory format for model and batches"))
     compile: bool = field(default=False, metadata=_opt("wrap the model in torch.compile"))
+    compile_mode: str = field(default="default", metadata=_opt(
+        "torch.compile mode with --compile ('reduce-overhead' replays CUDA graphs)", choices=COMPILE_MODES))
+    # the regime where a framework's per-step cost weighs most: no host-to-device copy left in the step
+    data_on_device: bool = field(default=False, metadata=_opt(
+        "move the splits to the device once and gather each batch there (same batches, same order)"))
     deterministic: bool = field(default=False, metadata=_opt("torch.use_deterministic_algorithms"))
     log_every_n_steps: int = field(default=50, metadata=_opt("steps between per-step loss points in TensorBoard"))
     barebones: bool = field(default=False, metadata=_opt("no logging, checkpoints, progress bar or early stopping (speed runs)"))
@@ -79,8 +85,14 @@ class TrainConfig:
         _require("val_fraction", self.val_fraction, self.val_fraction + self.test_fraction < 1,
                  f"plus test_fraction={self.test_fraction} must leave training data (< 1)")
         for name, allowed in (("accelerator", ACCELERATORS), ("strategy", STRATEGIES),
-                              ("precision", PRECISIONS), ("monitor", tuple(MONITORS))):
+                              ("precision", PRECISIONS), ("monitor", tuple(MONITORS)),
+                              ("compile_mode", COMPILE_MODES)):
             _require(name, getattr(self, name), getattr(self, name) in allowed, f"must be one of {allowed}")
+        _require("compile_mode", self.compile_mode, self.compile or self.compile_mode == "default",
+                 "needs --compile")
+        # worker processes would each need the device tensors; the gather on the device is the whole loader
+        _require("num_workers", self.num_workers, not (self.data_on_device and self.num_workers),
+                 "must be 0 with --data-on-device")
         if self.data != "synthetic":
             _require("data", self.data, Path(self.data).is_file(), "is neither 'synthetic' nor an existing file")
         else:

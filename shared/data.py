@@ -94,22 +94,46 @@ def train_sampler(dataset: TensorDataset, cfg: TrainConfig, rank: int = 0, world
     return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
 
 
-def make_loader(dataset: TensorDataset, cfg: TrainConfig, *, sampler=None, pin_memory: bool = False) -> DataLoader:
-    """The DataLoader both sides use; persistent workers when there are workers."""
+class DeviceTensorDataset(TensorDataset):
+    """A TensorDataset whose tensors live on the device: a batch is one gather there, not a stack of samples."""
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        index = torch.as_tensor(indices, device=self.tensors[0].device)
+        return [tensor.index_select(0, index) for tensor in self.tensors]
+
+
+def _gathered(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+    """collate_fn for DeviceTensorDataset: the gather already made the batch."""
+    return batch
+
+
+def make_loader(dataset: TensorDataset, cfg: TrainConfig, *, sampler=None, pin_memory: bool = False,
+                device: torch.device | None = None) -> DataLoader:
+    """The DataLoader both sides use; persistent workers when there are workers.
+
+    With cfg.data_on_device the dataset's tensors are copied to `device` once and each batch is gathered there
+    by the same sampler, so the batches and their order are those of the default path.
+    """
+    collate_fn = None
+    if cfg.data_on_device:
+        dataset = DeviceTensorDataset(*(tensor.to(device or "cpu") for tensor in dataset.tensors))
+        collate_fn, pin_memory = _gathered, False
     # its own generator: iter(loader) would otherwise draw its base seed from the global torch RNG, and
     # Lightning creates the first epoch's iterator before on_train_epoch_start re-seeds (fit_loop.setup_data)
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, shuffle=False,
-                      num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                      num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, collate_fn=collate_fn,
                       pin_memory=pin_memory, generator=torch.Generator().manual_seed(cfg.seed))
 
 
 def make_dataloaders(cfg: TrainConfig, splits: WaferSplits | None = None, rank: int = 0, world_size: int = 1,
-                     pin_memory: bool = False) -> tuple[DataLoader, DataLoader, DataLoader]:
+                     pin_memory: bool = False, device: torch.device | None = None,
+                     ) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Train (seeded, shuffled, sharded), val and test loaders: the same batches, in the same order, on both sides."""
     splits = splits or split_dataset(cfg)
     train = make_loader(splits.train, cfg, sampler=train_sampler(splits.train, cfg, rank, world_size),
-                        pin_memory=pin_memory)
-    return train, make_loader(splits.val, cfg, pin_memory=pin_memory), make_loader(splits.test, cfg, pin_memory=pin_memory)
+                        pin_memory=pin_memory, device=device)
+    val, test = (make_loader(split, cfg, pin_memory=pin_memory, device=device) for split in (splits.val, splits.test))
+    return train, val, test
 
 
 def random_dihedral(x: torch.Tensor) -> torch.Tensor:

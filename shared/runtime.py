@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from shared.config import TrainConfig
 
@@ -95,3 +96,16 @@ def state_digest(module: torch.nn.Module) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def replica_digest(module: torch.nn.Module) -> str:
+    """state_digest of the weights, after checking that every DDP rank holds the same ones (rank 0 says so)."""
+    digest = state_digest(module)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        digests = [None] * dist.get_world_size()
+        dist.all_gather_object(digests, digest)
+        if len(set(digests)) > 1:
+            raise TrainingError(f"DDP replicas diverged: weight digests per rank {digests}")
+        if dist.get_rank() == 0:
+            print(f"weights identical on all {len(digests)} ranks (sha256 {digest[:12]})", flush=True)
+    return digest

@@ -1,9 +1,10 @@
-"""DDP on both sides: 2 CPU processes with half the batch each learn what 1 process with the whole batch learns."""
+"""DDP on both sides: 2 CPU processes (on one node or on two) against 1 process with the same global batch."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,21 +12,45 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+MODULES = {"plain": "plain_pytorch.train", "lightning": "lightning_impl.train"}
 FLAGS = ["--samples-per-class", "40", "--image-size", "32", "--base-channels", "8", "--epochs", "4",
          "--accelerator", "cpu", "--seed", "3", "--barebones"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the ranks share the cores
 
 
-def train(side: str, out: Path, processes: int, batch: int) -> dict:
-    module = {"plain": "plain_pytorch.train", "lightning": "lightning_impl.train"}[side]
-    command = [sys.executable, "-m", module]
-    if processes > 1:
-        command = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-                    "-m", module] if side == "plain" else [*command, "--devices", str(processes), "--strategy", "ddp"])
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*command, *FLAGS, "--batch-size", str(batch), "--output-dir", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env=env)
+def command(side: str, processes: int) -> list[str]:
+    """One process, or DDP on one node: torchrun for the plain side, the Trainer's launcher for Lightning."""
+    module = [sys.executable, "-m", MODULES[side]]
+    if processes == 1:
+        return module
+    if side == "plain":
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                "-m", MODULES[side]]
+    return [*module, "--devices", str(processes), "--strategy", "ddp"]
+
+
+def train(side: str, out: Path, processes: int, batch: int, flags: list[str] = FLAGS) -> dict:
+    done = subprocess.run([*command(side, processes), *flags, "--batch-size", str(batch), "--output-dir", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def node_command(side: str, node_rank: int, port: int) -> tuple[list[str], dict]:
+    """What the README tells a user to start on each of two nodes (here both on localhost), and its environment."""
+    if side == "plain":
+        return ([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                 "--node_rank", str(node_rank), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{port}",
+                 "--rdzv-id", "wafer-bench-test", "-m", MODULES[side]], ENV)
+    return ([sys.executable, "-m", MODULES[side], "--num-nodes", "2", "--devices", "1", "--strategy", "ddp"],
+            {**ENV, "MASTER_ADDR": "localhost", "MASTER_PORT": str(port), "NODE_RANK": str(node_rank),
+             "WORLD_SIZE": "2"})
 
 
 @pytest.mark.slow
@@ -40,3 +65,31 @@ def test_two_processes_match_one_process_with_the_same_global_batch(side: str, t
     assert a > 0.3 and b > 0.3, (a, b)
     assert abs(a - b) <= 0.2, (a, b)
     assert ddp["initial_weights_sha256"] == single["initial_weights_sha256"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", ["plain", "lightning"])
+def test_two_nodes_train_what_two_processes_on_one_node_train(side: str, tmp_path: Path) -> None:
+    """gloo over localhost: node ranks 0 and 1 started separately, one output folder, the 1-node result exactly."""
+    flags = [f for f in FLAGS if f != "--barebones"]  # with checkpoints and logs: only global rank 0 writes them
+    one_node = train(side, tmp_path / "one-node", processes=2, batch=8, flags=flags)
+    out, port = tmp_path / "two-nodes", free_port()
+    procs = []
+    for node_rank in (0, 1):
+        cmd, env = node_command(side, node_rank, port)
+        procs.append(subprocess.Popen([*cmd, *flags, "--batch-size", "8", "--output-dir", str(out)], cwd=ROOT, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    logs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    two_nodes = json.loads((out / "metrics.json").read_text())
+    assert two_nodes["world_size"] == 2
+    # every rank checked that it holds rank 0's weights; the 2-node run is the 1-node run, bit for bit
+    assert f"weights identical on all 2 ranks (sha256 {two_nodes['final_weights_sha256'][:12]})" in logs[0]
+    assert two_nodes["final_weights_sha256"] == one_node["final_weights_sha256"]
+    assert two_nodes["step_losses"] == one_node["step_losses"]
+
+    def files(folder: Path) -> list[str]:  # event file names carry a time stamp and pid: count those
+        names = [p.name if "tensorboard" not in p.parts else "tensorboard event file" for p in folder.rglob("*")]
+        return sorted(names)
+
+    assert files(out) == files(tmp_path / "one-node")  # one set of outputs, the same files as on one node

@@ -123,7 +123,8 @@ def test_resume_last_without_checkpoint_names_the_path(tiny_cfg):
 @pytest.mark.parametrize(("rank", "world_size"), [(0, 1), (1, 2)])
 def test_datamodule_serves_the_shared_loaders_batches(tiny_cfg, rank, world_size):
     datamodule = WaferDataModule(tiny_cfg)
-    datamodule.trainer = SimpleNamespace(global_rank=rank, world_size=world_size)
+    datamodule.trainer = SimpleNamespace(global_rank=rank, world_size=world_size,
+                                         strategy=SimpleNamespace(root_device=torch.device("cpu")))
     datamodule.setup("fit")
     shared_loader = make_dataloaders(tiny_cfg, datamodule.splits, rank, world_size)[0]
     for epoch in (0, 3):

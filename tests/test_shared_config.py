@@ -127,3 +127,9 @@ def test_bad_value_exits_2_naming_the_flag(argv, flag, capsys):
     err = capsys.readouterr().err
     assert f"argument {flag}" in err
     assert argv[1] in err  # the offending value is quoted back
+
+
+def test_compile_mode_needs_compile():
+    assert TrainConfig(compile=True, compile_mode="reduce-overhead").compile_mode == "reduce-overhead"
+    with pytest.raises(ValueError, match="compile_mode='reduce-overhead' needs --compile"):
+        TrainConfig(compile_mode="reduce-overhead")

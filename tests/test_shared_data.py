@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import shared.data as data
-from shared.config import CLASS_NAMES
+from shared.config import CLASS_NAMES, TrainConfig
 from shared.data import make_dataloaders, random_dihedral, split_dataset, subsample, to_inputs
 from shared.wm811k import WaferMaps
 
@@ -184,3 +184,24 @@ def test_random_dihedral_permutes_pixels_and_is_seeded():
     torch.manual_seed(1)
     assert not torch.equal(random_dihedral(x), out)
     assert torch.equal(x, torch.arange(x.numel(), dtype=torch.float32).reshape(x.shape))  # input untouched
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_data_on_device_serves_the_same_batches_in_the_same_order(tiny_cfg, world_size):
+    cfg = tiny_cfg.replace(batch_size=8, augment=True)
+    splits = split_dataset(cfg)
+    default = make_dataloaders(cfg, splits, rank=world_size - 1, world_size=world_size)
+    on_device = make_dataloaders(cfg.replace(data_on_device=True), splits, rank=world_size - 1,
+                                 world_size=world_size, pin_memory=True, device=torch.device("cpu"))
+    assert on_device[0].pin_memory is False  # the tensors are already where the step runs
+    for epoch in (0, 1):
+        default[0].sampler.set_epoch(epoch)
+        on_device[0].sampler.set_epoch(epoch)
+        for ours, theirs in zip(default, on_device):
+            pairs = list(zip(ours, theirs, strict=True))
+            assert pairs and all(torch.equal(a, b) for (xa, ya), (xb, yb) in pairs for a, b in ((xa, xb), (ya, yb)))
+
+
+def test_data_on_device_refuses_worker_processes():
+    with pytest.raises(ValueError, match="num_workers"):
+        TrainConfig(data_on_device=True, num_workers=2)
