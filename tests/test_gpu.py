@@ -1,0 +1,96 @@
+"""Every CUDA path of both sides, run once as a user would (skipped without a CUDA device).
+
+On a GPU machine: `pytest -m gpu`. The paths run concurrently (the card and the cores are shared, so this
+checks behaviour, not speed): fp32, bf16-mixed + channels_last, torch.compile (default and CUDA graphs with the
+data on the device), augmentation on the device, DDP with one GPU (torchrun/nccl vs the Trainer's ddp), and
+evaluate on the GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = [pytest.mark.gpu, pytest.mark.slow,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+ROOT = Path(__file__).resolve().parents[1]
+SIDES = {"plain": "plain_pytorch", "lightning": "lightning_impl"}
+TINY = ["--samples-per-class", "12", "--image-size", "32", "--epochs", "2", "--batch-size", "16",
+        "--base-channels", "8", "--accelerator", "gpu", "--seed", "7"]
+PATHS = {  # name: (flags, largest first-epoch step-loss difference between the sides)
+    "fp32": ((), 1e-4),
+    "bf16-mixed + channels_last": (("--precision", "bf16-mixed", "--channels-last"), 5e-2),
+    "compile": (("--compile",), 1e-4),
+    "compile reduce-overhead, data on device": (("--compile", "--compile-mode", "reduce-overhead",
+                                                 "--data-on-device"), 1e-4),
+    "augment on device": (("--augment", "--data-on-device"), 1e-4),
+    "ddp, 1 GPU": (("--strategy", "ddp"), 1e-4),
+}
+
+
+def train_command(side: str, name: str, flags: tuple[str, ...], out: Path) -> list[str]:
+    module = f"{SIDES[side]}.train"
+    head = [sys.executable, "-m", module]
+    if side == "plain" and name.startswith("ddp"):  # the plain side joins a process group only under torchrun
+        head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m", module]
+    return [*head, *TINY, *flags, "--output-dir", str(out)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Every (path, side) run, all started at once; their exit codes, logs and metrics."""
+    root = tmp_path_factory.mktemp("gpu")
+    procs = {}
+    for name, (flags, _) in PATHS.items():
+        for side in SIDES:
+            out = root / f"{side}-{name.replace(' ', '_').replace(',', '')}"
+            out.mkdir()
+            log = open(out.with_suffix(".log"), "w")
+            procs[name, side] = (subprocess.Popen(train_command(side, name, flags, out), cwd=ROOT, stdout=log,
+                                                  stderr=subprocess.STDOUT), out, log)
+    done = {}
+    for key, (proc, out, log) in procs.items():
+        code = proc.wait(timeout=600)
+        log.close()
+        metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else None
+        done[key] = {"code": code, "log": out.with_suffix(".log").read_text()[-3000:], "metrics": metrics, "out": out}
+    return done
+
+
+@pytest.mark.parametrize("name", PATHS)
+def test_cuda_path_trains_both_sides_alike(runs: dict, name: str) -> None:
+    plain, lightning = runs[name, "plain"], runs[name, "lightning"]
+    for side, run in (("plain", plain), ("lightning", lightning)):
+        assert run["code"] == 0 and run["metrics"], f"{side} {name}: exit {run['code']}\n{run['log']}"
+        assert run["metrics"]["device"].startswith("cuda"), run["metrics"]["device"]
+        assert run["metrics"]["peak_cuda_memory_bytes"] > 0
+    p, lt = plain["metrics"], lightning["metrics"]
+    assert p["initial_weights_sha256"] == lt["initial_weights_sha256"]
+    assert len(p["step_losses"]) == len(lt["step_losses"]) == p["steps_per_epoch"] * p["epochs_run"]
+    steps = p["steps_per_epoch"]
+    diff = np.max(np.abs(np.subtract(p["step_losses"][:steps], lt["step_losses"][:steps])))
+    print(f"{name}: largest first-epoch step-loss difference {diff:.2e}")
+    assert diff <= PATHS[name][1], f"{name}: first-epoch step losses differ by {diff:.2e}"
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_evaluate_on_the_gpu_reproduces_the_test_metrics(runs: dict, side: str, tmp_path: Path) -> None:
+    run = runs["fp32", side]
+    assert run["code"] == 0, run["log"]
+    suffix = "pt" if side == "plain" else "ckpt"
+    best = run["metrics"]["best_epoch"]
+    checkpoint = next((run["out"] / "checkpoints").glob(f"epoch={best}-*.{suffix}"))
+    done = subprocess.run([sys.executable, "-m", f"{SIDES[side]}.evaluate", "--checkpoint", str(checkpoint),
+                           "--data", "synthetic", "--accelerator", "gpu", "--output-dir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    assert evaluated["device"].startswith("cuda")
+    assert evaluated["test"]["confusion_matrix"] == run["metrics"]["test"]["confusion_matrix"]
