@@ -54,6 +54,8 @@ class Profile:
 
 _DDP = Variant("ddp, 2 processes", (), devices=("cpu",), processes=2)
 _GPU_ONLY = ("gpu",)
+_BIG_BATCH = ("--batch-size", "256", "--samples-per-class", "2000")
+_FAST = ("--precision", "bf16-mixed", "--channels-last")
 
 PROFILES = {
     "smoke": Profile(
@@ -75,9 +77,16 @@ PROFILES = {
             Variant("channels_last", ("--channels-last",), devices=("cpu",), rounds=2),
             Variant("bf16-mixed + channels_last", ("--precision", "bf16-mixed", "--channels-last"), devices=_GPU_ONLY),
             Variant("torch.compile", ("--compile",), devices=_GPU_ONLY, rounds=1),
-            Variant("batch 256", ("--batch-size", "256"), devices=_GPU_ONLY),
-            Variant("batch 256, bf16-mixed + channels_last",
-                    ("--batch-size", "256", "--precision", "bf16-mixed", "--channels-last"), devices=_GPU_ONLY),
+            Variant("data on device", ("--data-on-device",), devices=_GPU_ONLY),
+            # batch 256 on the seed's 630 training maps would be 3 steps an epoch: 20x the maps gives 50
+            Variant("batch 256, 12,600 maps", _BIG_BATCH, devices=_GPU_ONLY),
+            Variant("batch 256, 12,600 maps, bf16-mixed + channels_last", (*_BIG_BATCH, *_FAST), devices=_GPU_ONLY),
+            Variant("batch 256, 12,600 maps, data on device", (*_BIG_BATCH, "--data-on-device"), devices=_GPU_ONLY),
+            Variant("batch 256, 12,600 maps, data on device, bf16-mixed + channels_last",
+                    (*_BIG_BATCH, "--data-on-device", *_FAST), devices=_GPU_ONLY),
+            Variant("batch 256, 12,600 maps, data on device, bf16-mixed + channels_last, compile (CUDA graphs)",
+                    (*_BIG_BATCH, "--data-on-device", *_FAST, "--compile", "--compile-mode", "reduce-overhead"),
+                    devices=_GPU_ONLY, rounds=1),
             dataclasses.replace(_DDP, rounds=2),
         ),
         notes="the seed tutorial's setting: 900 synthetic maps, batch 32, up to 30 epochs with early stopping",

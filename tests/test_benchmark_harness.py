@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import report as report_mod
 from benchmarks.profiles import PROFILES
-from benchmarks.runner import RunRecord, run_training
+from benchmarks.runner import MODULES, RunRecord, run_training
 from benchmarks.suite import plan
 from benchmarks.summary import paired_ratio, spread, summarize
 from shared.config import CLASS_NAMES
@@ -127,3 +127,19 @@ def test_plan_alternates_sides_and_skips_foreign_variants() -> None:
     ddp = [r for r in runs if r.label == "ddp, 2 processes"]
     assert {r.processes for r in ddp} == {2}
     assert any("torch.distributed.run" in r.command for r in ddp if r.side == "plain")
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "gpu"])
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_planned_command_is_a_valid_configuration(name, accelerator, monkeypatch, tmp_path) -> None:
+    """A typo in a variant's flags would otherwise surface only as a failed run, on a GPU hired by the minute."""
+    from shared.cli import parse_config
+
+    monkeypatch.setenv("WM811K_PATH", str(tmp_path / "LSWMD.pkl"))
+    (tmp_path / "LSWMD.pkl").write_bytes(b"")
+    runs = plan(PROFILES[name], accelerator)
+    assert runs
+    for run in runs:
+        flags = run.command[run.command.index(f"{MODULES[run.side]}.train") + 1:]
+        cfg = parse_config("check", "", [*flags, "--accelerator", "cpu"])  # parsing needs no GPU
+        assert cfg.seed == run.seed
