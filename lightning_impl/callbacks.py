@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
-from shared.runtime import TrainingError, synchronize
+from shared.runtime import non_finite_loss, synchronize
 
 
 class RunRecorder(L.Callback):
@@ -64,9 +65,9 @@ class RunRecorder(L.Callback):
         self.step_losses.extend(losses)
         bad = [i for i, loss in enumerate(losses) if not math.isfinite(loss)]
         if bad:
-            kept = f" in {trainer.checkpoint_callback.dirpath}" if trainer.checkpoint_callback else ""
-            raise TrainingError(f"non-finite training loss in epoch {trainer.current_epoch} (step {bad[0]} of the "
-                                f"epoch); stopped before validation, checkpoints so far are kept{kept}")
+            checkpoints = trainer.checkpoint_callback
+            raise non_finite_loss(trainer.current_epoch, Path(checkpoints.dirpath) if checkpoints else None,
+                                  f" (step {bad[0]} of the epoch)")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # runs after validation: callback_metrics holds this epoch's train and val means

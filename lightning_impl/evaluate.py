@@ -42,7 +42,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
     silence_noise(cfg)
     device = resolve_device(cfg)
     lit = load_model(args.checkpoint, ckpt, cfg)
-    dataset = evaluation_dataset(cfg)
+    dataset, skipped = evaluation_dataset(cfg)
     loader = make_loader(dataset, cfg, pin_memory=device.type == "cuda", device=device)
     trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, logger=False,
                         precision="32-true" if cfg.precision == "32" else cfg.precision, enable_model_summary=False,
@@ -50,7 +50,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
     trainer.test(lit, dataloaders=loader, verbose=False)
     y_true, y_pred = (torch.cat(parts).cpu() for parts in zip(*lit.test_outputs))
     result = RunResult("lightning_impl", cfg.to_dict(), str(device), num_parameters=count_parameters(lit.model),
-                       epochs_run=0, final_weights_sha256=state_digest(lit.model))
+                       epochs_run=0, data_skipped=skipped, final_weights_sha256=state_digest(lit.model))
     return finish_run(result, cfg, dataset.tensors[0], y_true, y_pred)
 
 

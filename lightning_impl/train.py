@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -20,12 +21,13 @@ from lightning_impl.callbacks import RunRecorder
 from lightning_impl.datamodule import WaferDataModule
 from lightning_impl.module import WaferLightningModel
 from shared.cli import run_cli
-from shared.config import TrainConfig
+from shared.config import TrainConfig, check_same_experiment
 from shared.data import WaferSplits, describe
 from shared.model import build_model, count_parameters
+from shared.outputs import claim_output_dir
 from shared.results import RunResult, finish_run, summary_lines
-from shared.runtime import (TrainingError, apply_torch_settings, replica_digest, resolve_device, seed_everything,
-                            state_digest)
+from shared.runtime import (TrainingError, apply_torch_settings, load_torch_file, replica_digest, resolve_device,
+                            seed_everything, state_digest)
 
 IMPLEMENTATION = "lightning_impl"
 # keys every checkpoint this side writes has (ModelCheckpoint with save_weights_only=False)
@@ -33,7 +35,8 @@ CHECKPOINT_KEYS = ("state_dict", "hyper_parameters", "loops", "callbacks", "opti
 
 
 def _drop_advert(record: logging.LogRecord) -> bool:
-    return "litlogger" not in record.getMessage()
+    # the advert, and Ctrl-C's "attempting graceful shutdown" (the CLI prints its own one line for that)
+    return "litlogger" not in record.getMessage() and "Detected KeyboardInterrupt" not in record.getMessage()
 
 
 def silence_noise(cfg: TrainConfig) -> None:
@@ -99,6 +102,13 @@ def make_trainer(cfg: TrainConfig, device: torch.device, recorder: RunRecorder) 
 
 def fit(cfg: TrainConfig) -> RunResult:
     """Train with the Trainer, test the best checkpoint, write metrics.json and the plots (global rank 0)."""
+    with claim_output_dir(cfg):  # refuses a file, a folder in use or another run's folder, before any work
+        return _fit(cfg)
+
+
+def _fit(cfg: TrainConfig) -> RunResult:
+    """fit's body, run with the output folder claimed."""
+    ckpt_path = checked_resume_path(cfg)
     apply_torch_settings(cfg)
     device = resolve_device(cfg)
     silence_noise(cfg)
@@ -108,18 +118,24 @@ def fit(cfg: TrainConfig) -> RunResult:
     seed_everything(cfg.seed)
     model = build_model(cfg)
     result = RunResult(IMPLEMENTATION, cfg.to_dict(), str(device), num_parameters=count_parameters(model),
-                       initial_weights_sha256=state_digest(model))
+                       initial_weights_sha256=state_digest(model), data_skipped=splits.skipped)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # compile the inner WaferCNN: its state_dict keys gain "_orig_mod.", `model` keeps the plain ones
     lit = WaferLightningModel(torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model, cfg,
                               splits.class_weights if cfg.class_weights else None)
-    ckpt_path = checked_resume_path(cfg, lit)
+    if ckpt_path is not None:
+        check_weight_shapes(ckpt_path, lit)
     recorder = RunRecorder(device)
     trainer = make_trainer(cfg, device, recorder)
     if trainer.is_global_zero:
         print_banner(cfg, splits, result, trainer.world_size)
-    trainer.fit(lit, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(lit, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1); the CLI reports it (exit 130)
+            raise KeyboardInterrupt from None
+        raise
     result.peak_cuda_memory_bytes = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     result.final_weights_sha256 = replica_digest(model)  # before trainer.test loads the best checkpoint
     finish_fit(result, cfg, trainer, recorder)  # first: trainer.test restores the best checkpoint's callback states
@@ -131,35 +147,31 @@ def fit(cfg: TrainConfig) -> RunResult:
 
 def read_checkpoint(path: str | Path) -> dict:
     """A checkpoint this side wrote, on the CPU; anything else is a TrainingError naming the file."""
-    if not Path(path).is_file():
-        raise TrainingError(f"{path}: no such checkpoint file")
-    try:
-        # weights_only=True, as Lightning itself loads local checkpoints: a foreign pickle cannot run code
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, random bytes, foreign objects: torch raises many types
-        # torch's weights-only message is a paragraph about its defaults; the cause is after this marker
-        lines = [line.strip() for line in str(err).split("WeightsUnpickler error:")[-1].splitlines() if line.strip()]
-        reason = f"{type(err).__name__}: {lines[0] if lines else 'no detail'}"[:200]
-        raise TrainingError(f"{path}: not a readable checkpoint, corrupt or truncated? ({reason})") from err
+    ckpt = load_torch_file(path)
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
     if missing:
         raise TrainingError(f"{path}: not a Lightning checkpoint of this project (missing {', '.join(missing)})")
     return ckpt
 
 
-def checked_resume_path(cfg: TrainConfig, lit: WaferLightningModel) -> str | None:
-    """The checkpoint --resume names, checked against the model before anything is trained or written."""
+def checked_resume_path(cfg: TrainConfig) -> str | None:
+    """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
     if cfg.resume is None:
         return None
     path = cfg.checkpoint_dir / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
     if not path.is_file():
         raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}")
+    check_same_experiment(path, dict(read_checkpoint(path)["hyper_parameters"]), cfg)
+    return str(path)
+
+
+def check_weight_shapes(path: str, lit: WaferLightningModel) -> None:
+    """TrainingError if the checkpoint's weights do not fit the model (a same-config file from elsewhere)."""
     found = {k: tuple(v.shape) for k, v in read_checkpoint(path)["state_dict"].items()}
     expected = {k: tuple(v.shape) for k, v in lit.state_dict().items()}
     if found != expected:
         diff = sorted(set(found.items()) ^ set(expected.items()))[:3]
         raise TrainingError(f"{path}: weights do not fit this model/flags (differing: {diff})")
-    return str(path)
 
 
 def finish_fit(result: RunResult, cfg: TrainConfig, trainer: L.Trainer, recorder: RunRecorder) -> None:
@@ -201,9 +213,9 @@ def report(cfg: TrainConfig) -> None:
         print(*summary_lines(result), sep="\n")
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
-    run_cli(report, prog="python -m lightning_impl.train", description=__doc__.splitlines()[0])
+    run_cli(report, prog="python -m lightning_impl.train", description=__doc__.splitlines()[0], argv=argv)
 
 
 if __name__ == "__main__":  # the DDP launcher re-runs this module once per extra process

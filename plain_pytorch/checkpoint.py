@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.config import TrainConfig
-from shared.runtime import TrainingError, atomic_torch_save
+from shared.config import TrainConfig, check_same_experiment
+from shared.runtime import TrainingError, atomic_torch_save, load_torch_file
 
 FORMAT = "wafer-bench/plain/1"
-# may change between a run and its resume (where, how fast, how long, how verbose); the rest is the experiment
-RUNTIME_FIELDS = frozenset({"epochs", "patience", "save_top_k", "num_workers", "accelerator", "devices", "num_nodes",
-                            "strategy", "channels_last", "compile", "compile_mode", "data_on_device", "deterministic",
-                            "log_every_n_steps", "output_dir", "resume"})
+# keys every checkpoint this side writes has (checkpoint_state plus CheckpointSaver's)
+CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "global_step", "early_stopping", "history", "step_losses", "rng",
+                   "config", "checkpoints")
 
 
 class CheckpointSaver:
@@ -66,25 +65,19 @@ def resume_path(cfg: TrainConfig) -> Path:
 def load_checkpoint(path: str | Path, cfg: TrainConfig | None = None) -> dict:
     """A plain-side checkpoint (tensors and primitives only); TrainingError naming the file if it is unusable.
 
-    With `cfg`, its experiment (everything but RUNTIME_FIELDS) must be the one the file was trained with.
+    With `cfg`, its experiment (every field not marked resume_safe) must be the one the file was trained with.
     """
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, random bytes, pickled objects: all unusable, whatever the exception
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise TrainingError(f"{path}: not a readable checkpoint ({reason})") from err
+    ckpt = load_torch_file(path)
     found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
     if found != FORMAT:
         lightning = isinstance(ckpt, dict) and "pytorch-lightning_version" in ckpt
         raise TrainingError(f"{path}: not a plain_pytorch checkpoint (format tag {found!r}, expected {FORMAT!r})"
                             + ("; it is a Lightning checkpoint, for lightning_impl" if lightning else ""))
+    missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
+    if missing:
+        raise TrainingError(f"{path}: incomplete plain_pytorch checkpoint (missing {', '.join(missing)})")
     if cfg is not None:
-        stored, current = ckpt["config"], cfg.to_dict()
-        changed = sorted(k for k in stored.keys() | current.keys()
-                         if k not in RUNTIME_FIELDS and stored.get(k) != current.get(k))
-        if changed:
-            what = ", ".join(f"{k}={stored.get(k)!r} (now {current.get(k)!r})" for k in changed)
-            raise TrainingError(f"{path}: trained with a different configuration: {what}")
+        check_same_experiment(path, ckpt["config"], cfg)
     return ckpt
 
 

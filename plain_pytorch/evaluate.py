@@ -37,11 +37,11 @@ def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
     apply_torch_settings(cfg)
     device = resolve_device(cfg)
     model = load_model(args.checkpoint, ckpt, cfg).to(device)
-    dataset = evaluation_dataset(cfg)
+    dataset, skipped = evaluation_dataset(cfg)
     loader = make_loader(dataset, cfg, pin_memory=device.type == "cuda", device=device)
     _, y_true, y_pred = evaluate(model, loader, nn.CrossEntropyLoss(), device, cfg)
     result = RunResult("plain_pytorch", cfg.to_dict(), str(device), num_parameters=count_parameters(model),
-                       epochs_run=0, final_weights_sha256=state_digest(model))
+                       epochs_run=0, data_skipped=skipped, final_weights_sha256=state_digest(model))
     return finish_run(result, cfg, dataset.tensors[0], y_true, y_pred)
 
 

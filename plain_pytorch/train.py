@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -18,8 +18,9 @@ from shared.cli import run_cli
 from shared.config import TrainConfig
 from shared.data import WaferSplits, describe, make_dataloaders, random_dihedral, split_dataset
 from shared.model import build_model, count_parameters
+from shared.outputs import claim_output_dir
 from shared.results import RunResult, finish_run, summary_lines
-from shared.runtime import (TrainingError, apply_torch_settings, epoch_seed, replica_digest, seed_everything,
+from shared.runtime import (apply_torch_settings, epoch_seed, non_finite_loss, replica_digest, seed_everything,
                             state_digest, synchronize)
 
 
@@ -92,13 +93,15 @@ def fit(cfg: TrainConfig) -> RunResult:
     """Train with early stopping and checkpoints, then test the best weights (under torchrun: one process per device)."""
     world = init_distributed(cfg)
     try:
-        return _fit(cfg, world)
+        with claim_output_dir(cfg):  # refuses a file, a folder in use or another run's folder, before any work
+            return _fit(cfg, world)
     finally:
         close_distributed()
 
 
 def _fit(cfg: TrainConfig, world: World) -> RunResult:
-    """fit's body, run inside the process group (if any)."""
+    """fit's body, run inside the process group (if any) with the output folder claimed."""
+    ckpt_path = checked_resume_path(cfg)
     device = world.device
     apply_torch_settings(cfg)
     splits = split_dataset(cfg)
@@ -113,9 +116,10 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
     train_loader, val_loader, test_loader = make_dataloaders(cfg, splits, world.rank, world.size,
                                                              pin_memory=device.type == "cuda", device=device)
     result = RunResult("plain_pytorch", cfg.to_dict(), str(device), world.size, count_parameters(model),
-                       steps_per_epoch=len(train_loader), initial_weights_sha256=initial_weights_sha256)
+                       steps_per_epoch=len(train_loader), initial_weights_sha256=initial_weights_sha256,
+                       data_skipped=splits.skipped)
     stopper, saver = make_stopper_and_saver(cfg, world)
-    start_epoch = restore(resume_path(cfg), cfg, model, optimizer, stopper, saver, result) if cfg.resume else 0
+    start_epoch = restore(ckpt_path, model, optimizer, stopper, saver, result) if ckpt_path else 0
     net = wrap_model(model, cfg, world)
     if world.is_main:
         print_banner(cfg, splits, result, start_epoch)
@@ -166,8 +170,7 @@ def check_finite(train_sums: torch.Tensor, epoch: int, cfg: TrainConfig) -> torc
     """The reduced epoch sums, or TrainingError before anything is validated or saved (contract item 7)."""
     # one non-finite step loss on any rank makes the reduced loss sum non-finite on every rank
     if not torch.isfinite(train_sums).all():
-        raise TrainingError(f"non-finite training loss in epoch {epoch}; stopped before validation, "
-                            f"checkpoints so far are kept in {cfg.checkpoint_dir}")
+        raise non_finite_loss(epoch, None if cfg.barebones else cfg.checkpoint_dir)
     return train_sums
 
 
@@ -180,10 +183,19 @@ def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, epoch: 
             "rng": rng_state(), "config": cfg.to_dict()}
 
 
-def restore(path: Path, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+def checked_resume_path(cfg: TrainConfig) -> Path | None:
+    """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
+    if cfg.resume is None:
+        return None
+    path = resume_path(cfg)
+    load_checkpoint(path, cfg)
+    return path
+
+
+def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
             stopper: EarlyStopping | None, saver: CheckpointSaver | None, result: RunResult) -> int:
     """Load a checkpoint's weights, optimizer, early stopping, top-k, history and RNG; the epoch to run next."""
-    ckpt = load_checkpoint(path, cfg)
+    ckpt = load_checkpoint(path)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     if stopper is not None:
@@ -228,9 +240,6 @@ def print_banner(cfg: TrainConfig, splits: WaferSplits, result: RunResult, start
           f"{cfg.batch_size * result.world_size}")
     if cfg.resume:
         print(f"resuming at epoch {start_epoch} from {resume_path(cfg)}")
-    if not cfg.resume and not cfg.barebones and any(cfg.checkpoint_dir.glob("*.pt")):
-        warnings.warn(f"{cfg.checkpoint_dir} already holds checkpoints; this run leaves the earlier run's files alone",
-                      stacklevel=2)
 
 
 def report(cfg: TrainConfig) -> None:
@@ -240,9 +249,9 @@ def report(cfg: TrainConfig) -> None:
         print("\n".join(summary_lines(result)))
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     run_cli(report, prog="python -m plain_pytorch.train",
-            description="Train WaferCNN on wafer maps with a hand-written PyTorch loop (torchrun for DDP).")
+            description="Train WaferCNN on wafer maps with a hand-written PyTorch loop (torchrun for DDP).", argv=argv)
 
 
 if __name__ == "__main__":

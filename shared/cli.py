@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import typing
 from collections.abc import Sequence
 
 from shared.config import ACCELERATORS, TrainConfig
+from shared.errors import ConfigError, TrainingError, WaferBenchError
+from shared.outputs import TRAINING_OUTPUTS, check_output_folder, existing_outputs
 from shared.results import RunResult, summary_lines
-from shared.runtime import TrainingError
 
 
 def _flag(name: str) -> str:
@@ -37,23 +39,50 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def parse_config(prog: str, description: str, argv: Sequence[str] | None = None) -> TrainConfig:
     """Parse flags into a validated TrainConfig; a bad value exits 2 naming its flag, before any work."""
     parser = build_parser(prog, description)
-    args = parser.parse_args(argv)
+    return _config_or_exit(parser, vars(parser.parse_args(argv)))
+
+
+def _config_or_exit(parser: argparse.ArgumentParser, values: dict) -> TrainConfig:
     try:
-        return TrainConfig(**vars(args))
-    except ValueError as err:
-        name = str(err).split("=", 1)[0]
-        parser.error(f"argument {_flag(name)}: {err}")
-    raise AssertionError("unreachable")  # parser.error exits
+        return TrainConfig(**values)
+    except ConfigError as err:
+        exit_with(parser, err)
 
 
-def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description: str) -> None:
-    """Parse, run, and turn a known failure into a one-line message and exit status 1."""
-    cfg = parse_config(prog, description)
+def exit_with(parser: argparse.ArgumentParser, err: WaferBenchError) -> typing.NoReturn:
+    """One line: a bad value as argparse reports one (exit 2, its flag named), anything else exit 1."""
+    if isinstance(err, ConfigError):
+        parser.error(f"argument {_flag(err.field)}: {err}")
+    print(f"{parser.prog}: error: {err}", file=sys.stderr)
+    sys.exit(err.exit_code)
+
+
+def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description: str,
+            argv: Sequence[str] | None = None) -> None:
+    """Parse and run; the project's own errors become one line, Ctrl-C one line and exit 130, the rest a traceback."""
+    parser = build_parser(prog, description)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cfg = _config_or_exit(parser, vars(parser.parse_args(argv)))
     try:
         main(cfg)
-    except (ValueError, TrainingError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"{prog}: {interrupted_message(cfg, prog, argv)}", file=sys.stderr)
+        sys.exit(130)
+    except WaferBenchError as err:
+        exit_with(parser, err)
+
+
+def interrupted_message(cfg: TrainConfig, prog: str, argv: list[str]) -> str:
+    """Where the interrupted run's last checkpoint is and the command that continues it."""
+    last = sorted(cfg.checkpoint_dir.glob("last.*"))
+    if cfg.barebones or not last:
+        return f"interrupted before the first checkpoint; nothing in {cfg.output_dir} to resume"
+    kept, skip = [], False
+    for arg in argv:  # the same flags, without the ones --resume last replaces or excludes
+        if not skip and arg not in ("--resume", "--overwrite", "--no-overwrite") and not arg.startswith("--resume="):
+            kept.append(arg)
+        skip = arg == "--resume"
+    return f"interrupted; last checkpoint {last[0]}; continue with: {prog} {shlex.join([*kept, '--resume', 'last'])}"
 
 
 def build_evaluate_parser(prog: str, description: str, checkpoint_help: str) -> argparse.ArgumentParser:
@@ -75,18 +104,34 @@ def evaluation_config(stored: dict, args: argparse.Namespace) -> TrainConfig:
     changes = {"data": args.data, "output_dir": args.output_dir, "resume": None, "accelerator": args.accelerator,
                "compile": False, "channels_last": False, "devices": 1, "num_nodes": 1, "strategy": "auto"}
     changes.update({k: v for k, v in (("batch_size", args.batch_size), ("image_size", args.image_size)) if v is not None})
+    if args.image_size is not None and args.image_size != stored.get("image_size"):
+        # the model runs at any size (adaptive pooling), so nothing else would say the maps differ from training's
+        print(f"warning: --image-size {args.image_size} differs from the checkpoint's image_size="
+              f"{stored.get('image_size')}: the model was trained on maps of another size", file=sys.stderr)
     return TrainConfig(**{**{k: v for k, v in stored.items() if k in fields}, **changes})
+
+
+def check_evaluate_args(args: argparse.Namespace) -> None:
+    """The evaluate flags through TrainConfig's own checks, and the output folder, before the checkpoint is read."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    path = check_output_folder(args.output_dir)
+    found = existing_outputs(path, TRAINING_OUTPUTS)
+    if found:
+        raise TrainingError(f"--output-dir {path} holds a training run ({', '.join(found)}); its metrics.json "
+                            f"would be replaced: choose another folder")
 
 
 def run_evaluate_cli(evaluate: typing.Callable[[argparse.Namespace], RunResult], prog: str, description: str,
                      checkpoint_help: str, argv: Sequence[str] | None = None) -> None:
-    """Parse, evaluate, print the test metrics; a known failure is one line and exit status 1."""
-    args = build_evaluate_parser(prog, description, checkpoint_help).parse_args(argv)
+    """Parse, check, evaluate, print the test metrics; the project's own errors are one line (exit 2 or 1)."""
+    parser = build_evaluate_parser(prog, description, checkpoint_help)
+    args = parser.parse_args(argv)
     try:
+        check_evaluate_args(args)
         result = evaluate(args)
-    except (TrainingError, ValueError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    except WaferBenchError as err:
+        exit_with(parser, err)
     maps = sum(c["support"] for c in result.test["per_class"].values())
     print(f"{args.checkpoint} on {args.data}: {maps} maps")
     print(summary_lines(result)[1])

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from shared.errors import ConfigError, TrainingError
 
 CLASS_NAMES: tuple[str, ...] = (
     "Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch", "none",
@@ -16,9 +19,11 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 MONITORS = {"val_loss": "min", "val_acc": "max"}
 
 
-def _opt(help_text: str, **extra) -> dict:
-    """Field metadata read by the CLI builder: help text plus optional `choices`/`flag`."""
-    return {"help": help_text, **extra}
+def _opt(help_text: str, *, resume_safe: bool = False, **extra) -> dict:
+    """Field metadata: help text and `choices` for the CLI builder; `resume_safe` if a resume may change it."""
+    # the default (also for a field added later without thinking of resume) is the safe one: the field
+    # defines the experiment, and a checkpoint trained with another value is refused rather than continued
+    return {"help": help_text, "resume_safe": resume_safe, **extra}
 
 
 @dataclass(frozen=True)
@@ -40,35 +45,38 @@ class TrainConfig:
     base_channels: int = field(default=32, metadata=_opt("channels of WaferCNN's first conv block"))
     dropout: float = field(default=0.3, metadata=_opt("dropout rate before the classifier"))
     # optimisation
-    epochs: int = field(default=30, metadata=_opt("maximum number of epochs"))
+    epochs: int = field(default=30, metadata=_opt("maximum number of epochs", resume_safe=True))
     batch_size: int = field(default=32, metadata=_opt("batch size per process"))
     lr: float = field(default=1e-3, metadata=_opt("Adam learning rate"))
     weight_decay: float = field(default=0.0, metadata=_opt("Adam weight decay"))
     class_weights: bool = field(default=False, metadata=_opt("weight the loss by inverse class frequency"))
     # early stopping and checkpoints
-    patience: int = field(default=5, metadata=_opt("epochs without improvement before stopping"))
+    patience: int = field(default=5, metadata=_opt("epochs without improvement before stopping", resume_safe=True))
     monitor: str = field(default="val_loss", metadata=_opt("metric for early stopping and best checkpoints", choices=tuple(MONITORS)))
     min_delta: float = field(default=0.0, metadata=_opt("smallest change that counts as an improvement"))
-    save_top_k: int = field(default=3, metadata=_opt("best checkpoints kept besides 'last'"))
+    save_top_k: int = field(default=3, metadata=_opt("best checkpoints kept besides 'last'", resume_safe=True))
     # runtime
-    num_workers: int = field(default=0, metadata=_opt("DataLoader worker processes"))
-    accelerator: str = field(default="auto", metadata=_opt("where to train", choices=ACCELERATORS))
-    devices: int = field(default=1, metadata=_opt("devices (processes) per node"))
-    num_nodes: int = field(default=1, metadata=_opt("nodes (Lightning DDP; plain side takes torchrun's)"))
-    strategy: str = field(default="auto", metadata=_opt("'ddp' for DistributedDataParallel", choices=STRATEGIES))
+    num_workers: int = field(default=0, metadata=_opt("DataLoader worker processes", resume_safe=True))
+    accelerator: str = field(default="auto", metadata=_opt("where to train", choices=ACCELERATORS, resume_safe=True))
+    devices: int = field(default=1, metadata=_opt("devices (processes) per node", resume_safe=True))
+    num_nodes: int = field(default=1, metadata=_opt("nodes (Lightning DDP; plain side takes torchrun's)", resume_safe=True))
+    strategy: str = field(default="auto", metadata=_opt("'ddp' for DistributedDataParallel", choices=STRATEGIES, resume_safe=True))
     precision: str = field(default="32", metadata=_opt("numeric precision", choices=PRECISIONS))
-    channels_last: bool = field(default=False, metadata=_opt("NHWC memory format for model and batches"))
-    compile: bool = field(default=False, metadata=_opt("wrap the model in torch.compile"))
+    channels_last: bool = field(default=False, metadata=_opt("NHWC memory format for model and batches", resume_safe=True))
+    compile: bool = field(default=False, metadata=_opt("wrap the model in torch.compile", resume_safe=True))
     compile_mode: str = field(default="default", metadata=_opt(
-        "torch.compile mode with --compile ('reduce-overhead' replays CUDA graphs)", choices=COMPILE_MODES))
+        "torch.compile mode with --compile ('reduce-overhead' replays CUDA graphs)", choices=COMPILE_MODES,
+        resume_safe=True))
     # the regime where a framework's per-step cost weighs most: no host-to-device copy left in the step
     data_on_device: bool = field(default=False, metadata=_opt(
-        "move the splits to the device once and gather each batch there (same batches, same order)"))
-    deterministic: bool = field(default=False, metadata=_opt("torch.use_deterministic_algorithms"))
-    log_every_n_steps: int = field(default=50, metadata=_opt("steps between per-step loss points in TensorBoard"))
+        "move the splits to the device once and gather each batch there (same batches, same order)", resume_safe=True))
+    deterministic: bool = field(default=False, metadata=_opt("torch.use_deterministic_algorithms", resume_safe=True))
+    log_every_n_steps: int = field(default=50, metadata=_opt("steps between per-step loss points in TensorBoard", resume_safe=True))
     barebones: bool = field(default=False, metadata=_opt("no logging, checkpoints, progress bar or early stopping (speed runs)"))
-    output_dir: str = field(default="runs/latest", metadata=_opt("folder for metrics, plots, logs and checkpoints"))
-    resume: str | None = field(default=None, metadata=_opt("'last' or a checkpoint path to continue from"))
+    output_dir: str = field(default="runs/latest", metadata=_opt("folder for metrics, plots, logs and checkpoints", resume_safe=True))
+    overwrite: bool = field(default=False, metadata=_opt("clear the earlier run's outputs in --output-dir first",
+                                                         resume_safe=True))
+    resume: str | None = field(default=None, metadata=_opt("'last' or a checkpoint path to continue from", resume_safe=True))
 
     def __post_init__(self) -> None:
         for name in ("image_size", "epochs", "batch_size", "base_channels", "devices", "num_nodes", "log_every_n_steps"):
@@ -79,6 +87,8 @@ class TrainConfig:
         # numpy, sklearn (RandomState) and DistributedSampler reject negative seeds, RandomState also >= 2**32
         _require("seed", self.seed, 0 <= self.seed < 2**32, "must be in [0, 2**32)")
         _require("lr", self.lr, self.lr > 0, "must be > 0")
+        for name in ("lr", "weight_decay", "min_delta"):  # inf passes the range checks, then trains to NaN
+            _require(name, getattr(self, name), math.isfinite(getattr(self, name)), "must be finite")
         _require("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
         for name in ("val_fraction", "test_fraction"):
             _require(name, getattr(self, name), 0 < getattr(self, name) < 1, "must be in (0, 1)")
@@ -100,6 +110,8 @@ class TrainConfig:
                      "must be >= 1 for synthetic data")
         if self.resume not in (None, "last"):
             _require("resume", self.resume, Path(self.resume).is_file(), "is neither 'last' nor an existing file")
+        _require("overwrite", self.overwrite, not (self.overwrite and self.resume),
+                 f"clears the run that resume={self.resume!r} would continue; use one of them")
 
     @property
     def monitor_mode(self) -> str:
@@ -120,4 +132,23 @@ class TrainConfig:
 
 def _require(name: str, value, ok: bool, why: str) -> None:
     if not ok:
-        raise ValueError(f"{name}={value!r} {why}")
+        raise ConfigError(name, f"{name}={value!r} {why}")
+
+
+def experiment_changes(stored: dict, cfg: TrainConfig) -> list[str]:
+    """The experiment-defining fields (not resume_safe) where a checkpoint's stored config differs from cfg.
+
+    A field the checkpoint predates counts as its default, the value that run implicitly had.
+    """
+    current = cfg.to_dict()
+    return [f"{f.name}={stored.get(f.name, f.default)!r} (now {current[f.name]!r})"
+            for f in dataclasses.fields(TrainConfig)
+            if not f.metadata["resume_safe"] and stored.get(f.name, f.default) != current[f.name]]
+
+
+def check_same_experiment(path: str | Path, stored: dict, cfg: TrainConfig) -> None:
+    """TrainingError listing the experiment fields a resume from `path` would silently change."""
+    changed = experiment_changes(stored, cfg)
+    if changed:
+        raise TrainingError(f"{path}: trained with a different configuration: {', '.join(changed)}; resume with "
+                            f"the checkpoint's values, or start a new run in another --output-dir")

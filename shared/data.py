@@ -11,6 +11,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from shared.config import CLASS_NAMES, TrainConfig
+from shared.errors import DataError
 from shared.synthetic import MIN_MAPS_PER_CLASS, generate_wafer_maps
 from shared.wm811k import WaferMaps, load_wm811k, resize_codes
 
@@ -67,7 +68,7 @@ def split_dataset(cfg: TrainConfig) -> WaferSplits:
                                              stratify=maps.labels[rest], random_state=cfg.seed)
     except ValueError as err:  # sklearn's message names class indices and says nothing of the flags
         counts = dict(zip(CLASS_NAMES, np.bincount(maps.labels, minlength=len(CLASS_NAMES)).tolist()))
-        raise ValueError(f"too few maps for a stratified train/val/test split (maps per class: {counts}); "
+        raise DataError(f"too few maps for a stratified train/val/test split (maps per class: {counts}); "
                          f"raise --samples-per-class or the val/test fractions ({err})") from err
     x, y = to_inputs(maps.codes), torch.from_numpy(maps.labels)
     present = np.unique(maps.labels[train_idx])
@@ -77,12 +78,13 @@ def split_dataset(cfg: TrainConfig) -> WaferSplits:
                        class_weights=torch.from_numpy(weights), skipped=maps.skipped)
 
 
-def evaluation_dataset(cfg: TrainConfig) -> TensorDataset:
-    """What an evaluate command scores: the synthetic test split, or every labelled map of an LSWMD file."""
+def evaluation_dataset(cfg: TrainConfig) -> tuple[TensorDataset, dict[str, int]]:
+    """What an evaluate command scores (the synthetic test split, or every labelled map of an LSWMD file), and the skips."""
     if cfg.data == "synthetic":
-        return split_dataset(cfg).test
+        splits = split_dataset(cfg)
+        return splits.test, splits.skipped
     maps = load_wm811k(cfg.data, cfg.image_size)
-    return TensorDataset(to_inputs(maps.codes), torch.from_numpy(maps.labels))
+    return TensorDataset(to_inputs(maps.codes), torch.from_numpy(maps.labels)), maps.skipped
 
 
 def train_sampler(dataset: TensorDataset, cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> DistributedSampler:

@@ -41,6 +41,7 @@ class RunResult:
     final_weights_sha256: str = ""
     peak_cuda_memory_bytes: int | None = None
     test: dict = field(default_factory=dict)
+    data_skipped: dict = field(default_factory=dict)  # real data: malformed/unlabelled maps left out, by reason
 
     def to_json(self) -> str:
         return json.dumps(_finite(dataclasses.asdict(self)), indent=2)

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -14,13 +15,11 @@ import torch
 import torch.distributed as dist
 
 from shared.config import TrainConfig
+from shared.errors import ConfigError, TrainingError  # noqa: F401 (TrainingError: both sides import it from here)
 
 _UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) ...
 os.umask(_UMASK)  # ... and restored at once
-
-
-class TrainingError(RuntimeError):
-    """A failure the user can act on (bad checkpoint, non-finite loss); the CLI prints it in one line."""
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def seed_everything(seed: int) -> None:
@@ -42,7 +41,7 @@ def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
 def resolve_device(cfg: TrainConfig) -> torch.device:
     """cpu, or cuda when asked for ('gpu') or available ('auto'); 'gpu' without CUDA is an error."""
     if cfg.accelerator == "gpu" and not torch.cuda.is_available():
-        raise ValueError("accelerator='gpu' but CUDA is not available on this machine")
+        raise ConfigError("accelerator", "accelerator='gpu' but CUDA is not available on this machine")
     use_cuda = cfg.accelerator == "gpu" or (cfg.accelerator == "auto" and torch.cuda.is_available())
     return torch.device("cuda" if use_cuda else "cpu")
 
@@ -96,6 +95,28 @@ def state_digest(module: torch.nn.Module) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def load_torch_file(path: str | Path) -> object:
+    """torch.load(weights_only=True) onto the CPU; a TrainingError naming the file and the cause if that fails."""
+    if not Path(path).is_file():
+        raise TrainingError(f"{path}: no such checkpoint file")
+    try:
+        # weights_only=True, as Lightning itself loads local checkpoints: a foreign pickle cannot run code
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, random bytes, foreign objects: torch raises many types
+        # torch's weights-only message is a coloured paragraph about its defaults; the cause follows this marker
+        text = _ANSI.sub("", str(err)).split("WeightsUnpickler error:")[-1]
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        reason = f"{type(err).__name__}: {lines[0] if lines else 'no detail'}"[:200]
+        raise TrainingError(f"{path}: not a readable checkpoint, corrupt or truncated? ({reason})") from err
+
+
+def non_finite_loss(epoch: int, checkpoint_dir: Path | None, detail: str = "") -> TrainingError:
+    """The error both sides stop with, naming the checkpoints only where some were written."""
+    kept = checkpoint_dir is not None and checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir())
+    where = f"checkpoints so far are kept in {checkpoint_dir}" if kept else "no checkpoint was written"
+    return TrainingError(f"non-finite training loss in epoch {epoch}{detail}; stopped before validation, {where}")
 
 
 def replica_digest(module: torch.nn.Module) -> str:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.config import CLASS_NAMES
+from shared.errors import DataError
 from shared.runtime import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -82,12 +83,12 @@ def read_lswmd(path: str | Path) -> pd.DataFrame:
         frame = _unpickle(path)
     except (pickle.UnpicklingError, EOFError, lzma.LZMAError, OSError, ImportError, AttributeError,
             UnicodeDecodeError, TypeError) as err:  # a truncated legacy file fails in the second reader too
-        raise ValueError(f"{path}: not a readable LSWMD pickle ({type(err).__name__}: {err})") from err
+        raise DataError(f"{path}: not a readable LSWMD pickle ({type(err).__name__}: {err})") from err
     if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"{path}: expected a pandas DataFrame, found {type(frame).__name__}")
+        raise DataError(f"{path}: expected a pandas DataFrame, found {type(frame).__name__}")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+        raise DataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
     return frame
 
 
@@ -117,7 +118,7 @@ def preprocess(frame: pd.DataFrame, image_size: int, source: str = "frame") -> W
             skipped["unlabelled"] += 1
             continue
         if label not in index:
-            raise ValueError(f"{source}: row {row} has unknown failureType {label!r}; expected one of {CLASS_NAMES}")
+            raise DataError(f"{source}: row {row} has unknown failureType {label!r}; expected one of {CLASS_NAMES}")
         try:
             wafer = np.asarray(wafer)
         except ValueError:  # ragged nested lists
@@ -131,10 +132,7 @@ def preprocess(frame: pd.DataFrame, image_size: int, source: str = "frame") -> W
         codes.append(resize_codes(wafer, image_size))
         labels.append(index[label])
     if not codes:
-        raise ValueError(f"{source}: no labelled wafer maps (skipped: {skipped})")
-    broken = skipped["empty_or_not_2d"] + skipped["bad_codes"]
-    if broken:
-        log.warning("%s: skipped %d malformed labelled maps: %s", source, broken, skipped)
+        raise DataError(f"{source}: no labelled wafer maps (skipped: {skipped})")
     return WaferMaps(np.stack(codes), np.asarray(labels, dtype=np.int64), skipped)
 
 
@@ -159,10 +157,18 @@ def load_wm811k(path: str | Path, image_size: int) -> WaferMaps:
     if cached.is_file():
         with np.load(cached) as npz:
             skipped = dict(zip(npz["skipped_keys"].tolist(), npz["skipped_values"].tolist()))
-            return WaferMaps(npz["codes"], npz["labels"], skipped)
-    maps = preprocess(read_lswmd(path), image_size, source=str(path))
-    buffer = io.BytesIO()
-    np.savez(buffer, codes=maps.codes, labels=maps.labels,
-             skipped_keys=np.array(list(maps.skipped)), skipped_values=np.array(list(maps.skipped.values())))
-    atomic_write_bytes(cached, buffer.getvalue())
+            maps = WaferMaps(npz["codes"], npz["labels"], skipped)
+    else:
+        maps = preprocess(read_lswmd(path), image_size, source=str(path))
+        buffer = io.BytesIO()
+        np.savez(buffer, codes=maps.codes, labels=maps.labels,
+                 skipped_keys=np.array(list(maps.skipped)), skipped_values=np.array(list(maps.skipped.values())))
+        atomic_write_bytes(cached, buffer.getvalue())
+    warn_malformed(str(path), maps.skipped)  # on every read: a cached load skipped the same maps
     return maps
+
+
+def warn_malformed(source: str, skipped: dict[str, int]) -> None:
+    broken = skipped.get("empty_or_not_2d", 0) + skipped.get("bad_codes", 0)
+    if broken:
+        log.warning("%s: skipped %d malformed labelled maps: %s", source, broken, skipped)

@@ -64,10 +64,16 @@ def files(directory) -> set[str]:
     return {p.name for p in directory.iterdir()}
 
 
+def minimal_state(epoch: int) -> dict:
+    """The keys load_checkpoint requires of a plain-side checkpoint, mostly empty."""
+    return {"model": {}, "optimizer": {}, "epoch": epoch, "global_step": 0, "early_stopping": {}, "history": [],
+            "step_losses": torch.zeros(0), "rng": {}, "config": {}}
+
+
 def test_top_k_keeps_the_best_files(tmp_path):
     saver = CheckpointSaver(tmp_path, "val_loss", "min", top_k=2)
     for epoch, score in enumerate([0.5, 0.4, 0.6, 0.3, 0.4]):  # epoch 4 ties the worst kept: not saved
-        saver.save({"epoch": epoch}, epoch, score)
+        saver.save(minimal_state(epoch), epoch, score)
     assert files(tmp_path) == {"epoch=3-val_loss=0.3000.pt", "epoch=1-val_loss=0.4000.pt", "last.pt"}
     assert saver.best_path == tmp_path / "epoch=3-val_loss=0.3000.pt"
     last = load_checkpoint(tmp_path / "last.pt")
@@ -78,7 +84,7 @@ def test_top_k_keeps_the_best_files(tmp_path):
 def test_top_k_max_mode_and_zero(tmp_path):
     saver = CheckpointSaver(tmp_path / "max", "val_acc", "max", top_k=1)
     for epoch, score in enumerate([0.25, 0.5, 0.5, 0.125]):
-        saver.save({"epoch": epoch}, epoch, score)
+        saver.save(minimal_state(epoch), epoch, score)
     assert files(tmp_path / "max") == {"epoch=1-val_acc=0.5000.pt", "last.pt"}
     none = CheckpointSaver(tmp_path / "none", "val_loss", "min", top_k=0)
     none.save({"epoch": 0}, 0, 1.0)
@@ -88,7 +94,7 @@ def test_top_k_max_mode_and_zero(tmp_path):
 @pytest.mark.parametrize("fail", ["os.replace", "os.fsync"])
 def test_atomic_save_survives_a_crash_mid_write(tmp_path, monkeypatch, fail):
     saver = CheckpointSaver(tmp_path, "val_loss", "min", top_k=1)
-    saver.save({"epoch": 0, "weights": torch.zeros(3)}, 0, 1.0)
+    saver.save({**minimal_state(0), "weights": torch.zeros(3)}, 0, 1.0)
     before = (tmp_path / "last.pt").read_bytes()
 
     def crash(*args, **kwargs):
@@ -96,7 +102,7 @@ def test_atomic_save_survives_a_crash_mid_write(tmp_path, monkeypatch, fail):
 
     monkeypatch.setattr(fail, crash)
     with pytest.raises(OSError, match="simulated crash"):
-        saver.save({"epoch": 1, "weights": torch.ones(3)}, 1, 2.0)  # not top-1: only last.pt is written
+        saver.save({**minimal_state(1), "weights": torch.ones(3)}, 1, 2.0)  # not top-1: only last.pt is written
     assert (tmp_path / "last.pt").read_bytes() == before
     assert files(tmp_path) == {"epoch=0-val_loss=1.0000.pt", "last.pt"}  # no temp file left behind
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 0

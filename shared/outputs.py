@@ -1,0 +1,99 @@
+"""The output folder one run owns: checked before any work, locked for the run's lifetime, never mixed."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from shared.config import TrainConfig
+from shared.errors import TrainingError
+
+# what a run writes; anything else in the folder (a benchmark's console.log, a user's notes) is not a run
+RUN_OUTPUTS = ("metrics.json", "confusion_matrix.png", "sample_predictions.png", "checkpoints", "tensorboard")
+TRAINING_OUTPUTS = ("checkpoints", "tensorboard")  # only training writes these; evaluate may replace the rest
+LOCK_NAME = ".lock"
+
+
+def is_global_rank_zero() -> bool:
+    """True unless torchrun or Lightning's DDP launcher started this process as another rank."""
+    return all(int(os.environ.get(name, 0)) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK"))
+
+
+def check_output_folder(path: str | Path, flag: str = "--output-dir") -> Path:
+    """TrainingError if the folder is a file or could not be created or written; creates nothing."""
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())  # the folder, or where it would be created
+    if not existing.is_dir():
+        raise TrainingError(f"{flag} {path}: {'it' if existing == path else existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TrainingError(f"{flag} {path}: {'it' if existing == path else existing} is not writable")
+    return path
+
+
+def existing_outputs(path: Path, names: tuple[str, ...] = RUN_OUTPUTS) -> list[str]:
+    return [name for name in names if (path / name).exists()]
+
+
+@contextlib.contextmanager
+def output_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on path/.lock for the block; another holder makes it a TrainingError at once.
+
+    flock rather than a pid file: the kernel drops the lock when its process dies however it dies, so a
+    killed run's leftover file blocks nothing and no pid (possibly reused) has to be checked.
+    """
+    lock = path / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise TrainingError(f"--output-dir {path}: another run (pid {holder}) is writing there; wait for it "
+                                f"or choose another --output-dir") from None
+        if not lock.exists() or os.stat(lock).st_ino != os.fstat(fd).st_ino:  # its holder removed it meanwhile
+            raise TrainingError(f"--output-dir {path}: another run has just finished there; start again")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)  # while still held: whoever opens it next sees a new file
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def claim_output_dir(cfg: TrainConfig) -> Iterator[None]:
+    """Own cfg.output_dir for the block (global rank 0 only): refuse a file, a locked or an earlier run's folder."""
+    if not is_global_rank_zero():
+        yield
+        return
+    path = check_output_folder(cfg.output_dir)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        with output_lock(path):
+            found = existing_outputs(path)
+            if found and cfg.resume is None and not cfg.overwrite:
+                raise TrainingError(f"--output-dir {path} holds another run's outputs ({', '.join(found)}); "
+                                    f"add --resume last to continue it, --overwrite to replace it, or choose another "
+                                    f"folder")
+            if found and cfg.overwrite:
+                clear_outputs(path, found)
+            yield
+    except BaseException:
+        if created and not any(path.iterdir()):  # a refused run leaves no empty folder behind
+            path.rmdir()
+        raise
+
+
+def clear_outputs(path: Path, found: list[str]) -> None:
+    """Delete the run outputs found (only those: the folder may hold other files) and say so."""
+    for name in found:
+        target = path / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    print(f"--overwrite: removed {', '.join(found)} from {path}", flush=True)

@@ -1,0 +1,315 @@
+"""The experiment contract on both sides: resume, output folders and one-line errors (README's bad-input table)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from shared.config import TrainConfig
+from shared.errors import DataError
+from shared.model import WaferCNN
+from shared.outputs import LOCK_NAME, claim_output_dir, output_lock
+
+SIDES = ["plain_pytorch", "lightning_impl"]
+SUFFIX = {"plain_pytorch": "pt", "lightning_impl": "ckpt"}
+TINY = ["--samples-per-class", "12", "--image-size", "32", "--batch-size", "16", "--base-channels", "8",
+        "--epochs", "1", "--accelerator", "cpu", "--seed", "7"]
+EXPERIMENT_FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if not f.metadata["resume_safe"]]
+OTHER_STRINGS = {"monitor": "val_acc", "precision": "bf16-mixed"}  # a valid second value per str field
+
+
+def train_main(side: str):
+    return importlib.import_module(f"{side}.train").main
+
+
+def evaluate_main(side: str):
+    return importlib.import_module(f"{side}.evaluate").main
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under the folder and a digest of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def lswmd_with_a_malformed_map(path: Path) -> Path:
+    """9 classes x 12 maps, plus one map with a bad die code and one unlabelled row."""
+    rng = np.random.default_rng(0)
+    rows = [(rng.integers(0, 3, size=(26, 26)).astype(np.uint8), np.array([[name]]))
+            for name in ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch", "none")
+            for _ in range(12)]
+    rows += [(np.full((26, 26), 7, dtype=np.uint8), np.array([["Loc"]])), (rows[0][0], np.zeros((0, 0)))]
+    pd.DataFrame({"waferMap": [r[0] for r in rows], "failureType": [r[1] for r in rows]}).to_pickle(path)
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WAFER_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory) -> Path:
+    return lswmd_with_a_malformed_map(tmp_path_factory.mktemp("data") / "mini.pkl")
+
+
+@pytest.fixture(scope="module", params=SIDES)
+def finished(request, tmp_path_factory, data_file) -> tuple[str, Path, list[str]]:
+    """One finished 1-epoch run per side, started in a folder holding a killed run's stale lock file."""
+    side, out = request.param, tmp_path_factory.mktemp(request.param) / "run"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("999999")  # no process holds it: it must not block
+    flags = [*TINY, "--data", str(data_file), "--samples-per-class", "0", "--output-dir", str(out)]
+    train_main(side)(flags)
+    return side, out, flags
+
+
+@pytest.mark.slow
+def test_finished_run_records_skips_and_leaves_no_lock(finished):
+    side, out, _ = finished
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data_skipped"] == {"unlabelled": 1, "empty_or_not_2d": 0, "bad_codes": 1}
+    assert not (out / LOCK_NAME).exists() and (out / "checkpoints" / f"last.{SUFFIX[side]}").is_file()
+
+
+def other_value(name: str, stored: dict, spare_file: Path) -> list[str]:
+    """Flags that give `name` another valid value than the stored run's."""
+    value, flag = stored[name], "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag if not value else "--no-" + flag[2:]]
+    if name == "data":
+        return [flag, str(spare_file)]
+    if isinstance(value, str):
+        return [flag, OTHER_STRINGS[name]]  # a new str field needs its entry here
+    return [flag, str(value + 1 if isinstance(value, int) else value + 0.05)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPERIMENT_FIELDS)
+def test_resume_with_another_experiment_is_refused(finished, name, call_main, tmp_path):
+    side, out, flags = finished
+    stored = json.loads((out / "metrics.json").read_text())["config"]
+    before = snapshot(out)
+    spare = tmp_path / "other.pkl"
+    spare.write_bytes(b"x")
+    code, _, err = call_main(train_main(side), *flags, "--resume", "last", "--epochs", "2",
+                             *other_value(name, stored, spare))
+    assert code == 1 and f"{name}=" in one_line(err) and "different configuration" in err
+    assert snapshot(out) == before
+
+
+@pytest.mark.slow
+def test_resume_may_change_how_long_where_and_how_verbose(finished, call_main, tmp_path):
+    side, out, flags = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    code, _, err = call_main(train_main(side), *flags, "--output-dir", str(copy), "--resume", "last",
+                             "--epochs", "2", "--patience", "9", "--log-every-n-steps", "3")
+    assert code == 0, err
+    assert json.loads((copy / "metrics.json").read_text())["epochs_run"] == 2
+
+
+@pytest.mark.slow
+def test_second_run_into_a_finished_folder_is_refused(finished, call_main):
+    side, out, flags = finished
+    before = snapshot(out)
+    code, _, err = call_main(train_main(side), *flags)
+    line = one_line(err)
+    assert code == 1 and "holds another run's outputs" in line and "--resume last" in line and "--overwrite" in line
+    assert snapshot(out) == before
+
+
+@pytest.mark.slow
+def test_overwrite_clears_the_earlier_run_and_says_so(finished, call_main, tmp_path):
+    side, out, flags = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "checkpoints" / f"epoch=7-val_loss=0.1234.{SUFFIX[side]}").write_bytes(b"an older run's")
+    (copy / "notes.txt").write_text("not a run output")
+    code, stdout, err = call_main(train_main(side), *flags, "--output-dir", str(copy), "--overwrite")
+    assert code == 0, err
+    assert f"--overwrite: removed metrics.json, confusion_matrix.png, sample_predictions.png, checkpoints, " \
+           f"tensorboard from {copy}" in stdout
+    assert not list((copy / "checkpoints").glob("epoch=7-*")) and (copy / "notes.txt").is_file()
+    assert len({p.name.split(".")[-2] for p in (copy / "tensorboard").rglob("events.*")}) == 1  # one writer pid
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_run_into_a_folder_in_use_is_refused_at_once(side, call_main, tmp_path, monkeypatch):
+    monkeypatch.setattr("shared.data.load_maps", lambda cfg: pytest.fail("loaded data"))
+    with output_lock(tmp_path):
+        code, _, err = call_main(train_main(side), *TINY, "--output-dir", str(tmp_path))
+    assert code == 1 and f"another run (pid {__import__('os').getpid()}) is writing there" in one_line(err)
+
+
+def test_only_global_rank_zero_claims_the_folder(tmp_path, monkeypatch):
+    (tmp_path / "metrics.json").write_text("{}")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with claim_output_dir(TrainConfig(output_dir=str(tmp_path))):
+        assert not (tmp_path / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("entry", ["train", "evaluate"])
+@pytest.mark.parametrize("kind", ["file", "not_writable"])
+def test_unusable_output_dir_fails_before_any_work(side, entry, kind, call_main, tmp_path, monkeypatch):
+    monkeypatch.setattr("shared.data.load_maps", lambda cfg: pytest.fail("loaded data"))
+    target = tmp_path / "out"
+    if kind == "file":
+        target.write_text("a file")
+    else:  # chmod would not stop root: make the permission check say no
+        target.mkdir()
+        monkeypatch.setattr("shared.outputs.os.access", lambda path, mode: False)
+    argv = [*TINY, "--output-dir", str(target)] if entry == "train" else \
+        ["--checkpoint", str(tmp_path / "never-read.ckpt"), "--output-dir", str(target)]
+    code, _, err = call_main(train_main(side) if entry == "train" else evaluate_main(side), *argv)
+    line = one_line(err)
+    assert code == 1 and f"--output-dir {target}: it is " in line
+    assert ("a file" if kind == "file" else "not writable") in line
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_a_training_runs_folder(finished, call_main):
+    side, out, _ = finished
+    code, _, err = call_main(evaluate_main(side), "--checkpoint", str(out / "checkpoints" / f"last.{SUFFIX[side]}"),
+                             "--output-dir", str(out))
+    assert code == 1 and "holds a training run" in one_line(err)
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize(("entry", "flags", "named"), [
+    ("train", ["--lr", "inf"], "--lr"),
+    ("train", ["--weight-decay", "inf"], "--weight-decay"),
+    ("train", ["--min-delta", "inf"], "--min-delta"),
+    ("train", ["--overwrite", "--resume", "last"], "--overwrite"),
+    ("evaluate", ["--batch-size", "0"], "--batch-size"),
+    ("evaluate", ["--image-size", "4"], "--image-size"),
+    ("evaluate", ["--data", "/no/such/file.pkl"], "--data"),
+])
+def test_bad_value_exits_2_naming_the_flag(side, entry, flags, named, call_main, tmp_path):
+    if entry == "train":
+        code, _, err = call_main(train_main(side), *TINY, "--output-dir", str(tmp_path / "out"), *flags)
+    else:
+        code, _, err = call_main(evaluate_main(side), "--checkpoint", str(tmp_path / "never-read.ckpt"),
+                                 "--output-dir", str(tmp_path / "out"), *flags)
+    assert code == 2 and err.strip().splitlines()[-1].split(": error: ")[1].startswith(f"argument {named}: ")
+    assert not (tmp_path / "out").exists()
+
+
+def nan_when_training(monkeypatch) -> None:
+    forward = WaferCNN.forward
+    monkeypatch.setattr(WaferCNN, "forward", lambda self, x: forward(self, x) * (float("nan") if self.training else 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", SIDES)
+def test_non_finite_loss_before_any_checkpoint_says_none_was_written(side, call_main, tmp_path, monkeypatch):
+    nan_when_training(monkeypatch)
+    code, _, err = call_main(train_main(side), *TINY, "--output-dir", str(tmp_path))
+    line = one_line(err)
+    assert code == 1 and "non-finite training loss in epoch 0" in line and "no checkpoint was written" in line
+    assert not list(tmp_path.rglob("*.*pt")) and not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", SIDES)
+def test_ctrl_c_is_one_line_with_the_checkpoint_and_the_resume_command(side, call_main, tmp_path, monkeypatch):
+    forward, calls = WaferCNN.forward, []
+
+    def interrupted(self, x):
+        calls.append(self.training)
+        if calls.count(True) == 7:  # epoch 1, second step: after epoch 0's checkpoint
+            raise KeyboardInterrupt
+        return forward(self, x)
+
+    monkeypatch.setattr(WaferCNN, "forward", interrupted)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        code, _, err = call_main(train_main(side), *TINY, "--epochs", "3", "--output-dir", str(tmp_path))
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    line = err.strip().splitlines()[-1]
+    assert code == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert f"last checkpoint {tmp_path / 'checkpoints' / ('last.' + SUFFIX[side])}" in line
+    assert line.endswith(f"--output-dir {tmp_path} --resume last")
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_only_the_projects_errors_become_one_line(side, call_main, tmp_path, monkeypatch):
+    module = importlib.import_module(f"{side}.train")
+
+    def fails(error):
+        def fit(cfg):
+            raise error
+        return fit
+
+    monkeypatch.setattr(module, "fit", fails(DataError("mini.pkl: no labelled wafer maps")))
+    code, _, err = call_main(module.main, *TINY, "--output-dir", str(tmp_path))
+    assert code == 1 and one_line(err).endswith("error: mini.pkl: no labelled wafer maps")
+    monkeypatch.setattr(module, "fit", fails(ValueError("a bug inside a library")))
+    with pytest.raises(ValueError, match="a bug inside a library"):  # keeps its traceback
+        module.main([*TINY, "--output-dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_an_unreadable_data_file_is_one_line_naming_it(side, call_main, tmp_path):
+    data = tmp_path / "LSWMD.pkl"
+    data.write_bytes(b"not a pickle")
+    code, _, err = call_main(train_main(side), *TINY, "--data", str(data), "--output-dir", str(tmp_path / "out"))
+    assert code == 1 and f"{data}: not a readable LSWMD pickle" in one_line(err)
+    assert not (tmp_path / "out").exists()  # a refused run leaves no empty folder behind
+
+
+def foreign_checkpoint(side: str, kind: str, path: Path) -> Path:
+    if kind == "foreign_object":  # weights_only refuses it: torch's paragraph about its defaults must not show
+        torch.save({"model": argparse.Namespace(weights=1)}, path)
+    elif side == "plain_pytorch":
+        torch.save({"format": "wafer-bench/plain/1", "model": {}, "epoch": 0}, path)
+    else:
+        torch.save({"state_dict": {}, "loops": {}, "callbacks": {}, "optimizer_states": []}, path)
+    return path
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize(("kind", "cause"), [("foreign_object", "argparse.Namespace"), ("incomplete", "missing")])
+def test_checkpoint_errors_say_what_is_wrong_with_which_file(side, kind, cause, call_main, tmp_path):
+    path = foreign_checkpoint(side, kind, tmp_path / f"bad.{SUFFIX[side]}")
+    code, _, err = call_main(evaluate_main(side), "--checkpoint", str(path), "--output-dir", str(tmp_path / "out"))
+    line = one_line(err)
+    assert code == 1 and line.split(": error: ")[1].startswith(f"{path}: ") and cause in line
+    assert "\x1b" not in err and "weights_only" not in err
+    if kind == "incomplete":
+        assert ("config" if side == "plain_pytorch" else "hyper_parameters") in line
+
+
+@pytest.mark.slow
+def test_evaluate_names_an_image_size_other_than_the_checkpoints(finished, data_file, call_main, tmp_path, caplog):
+    side, out, _ = finished
+    code, _, err = call_main(evaluate_main(side), "--checkpoint", str(out / "checkpoints" / f"last.{SUFFIX[side]}"),
+                             "--data", str(data_file), "--image-size", "16", "--output-dir", str(tmp_path),
+                             "--accelerator", "cpu")
+    assert code == 0, err
+    assert "--image-size 16 differs from the checkpoint's image_size=32" in err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["data_skipped"]["bad_codes"] == 1
+    assert "skipped 1 malformed labelled maps" in caplog.text  # a fresh read at 16x16, warned again from cache below
