@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= seed
 
-.PHONY: install test bench bench-real clean
+.PHONY: install test bench bench-gpu clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: install
 # the main job: train both sides and write reports/$(PROFILE)/
 bench: install
 	$(PY) -m pytest benchmarks --profile $(PROFILE)
+
+# on a CUDA machine: every CUDA path of both sides once, then the seed profile on the GPU -> reports/seed-<card>/
+bench-gpu: install
+	$(PY) -m pytest -m gpu tests/test_gpu.py
+	$(PY) -m pytest benchmarks --profile $(PROFILE) --bench-accelerators gpu
 
 clean:
 	rm -rf runs reports/smoke .pytest_cache

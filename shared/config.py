@@ -32,7 +32,7 @@ class TrainConfig:
 
     # data
     data: str = field(default="synthetic", metadata=_opt("'synthetic' or the path of an LSWMD-format pickle"))
-    samples_per_class: int = field(default=100, metadata=_opt("maps per class (synthetic) / cap per class (real; 0 = no cap)"))
+    samples_per_class: int = field(default=100, metadata=_opt("maps per class (synthetic) / cap per class of the training split (real; 0 = no cap)"))
     balance_classes: bool = field(default=True, metadata=_opt("equal class counts; off keeps WM-811K's class proportions"))
     # 32 covers the most common WM-811K grids (25x27 .. 33x37) without losing a die, and keeps a
     # 2-core CPU epoch near a second; larger maps are downsampled (nearest neighbour)

@@ -28,13 +28,18 @@ class WaferSplits:
 
 
 def load_maps(cfg: TrainConfig) -> WaferMaps:
-    """Synthetic maps, or the real file's labelled maps, resized to cfg.image_size."""
+    """Synthetic maps, or every labelled map of the real file, resized to cfg.image_size."""
     if cfg.data == "synthetic":
         maps, labels = generate_wafer_maps(cfg.samples_per_class, cfg.balance_classes, cfg.seed)
         return WaferMaps(np.stack([resize_codes(m, cfg.image_size) for m in maps]), labels)
-    maps = load_wm811k(cfg.data, cfg.image_size)
-    keep = subsample(maps.labels, cfg.samples_per_class, cfg.balance_classes, cfg.seed)
-    return WaferMaps(maps.codes[keep], maps.labels[keep], maps.skipped)
+    return load_wm811k(cfg.data, cfg.image_size)
+
+
+def class_mix(cfg: TrainConfig) -> str:
+    """Which class proportions the validation and test maps have (metrics on a balanced set read higher)."""
+    if cfg.data != "synthetic":
+        return "natural: the file's own class proportions"
+    return "synthetic, balanced" if cfg.balance_classes else "synthetic, WM-811K's class proportions"
 
 
 def subsample(labels: np.ndarray, cap: int, balance: bool, seed: int) -> np.ndarray:
@@ -58,7 +63,11 @@ def to_inputs(codes: np.ndarray) -> torch.Tensor:
 
 
 def split_dataset(cfg: TrainConfig) -> WaferSplits:
-    """Stratified train/val/test split drawn from cfg.seed; class weights from the training split."""
+    """Stratified train/val/test split drawn from cfg.seed; class weights from the training split.
+
+    On a real file the per-class cap (--samples-per-class) thins the training split alone: validation and
+    test keep the class mix a fab sees, so their metrics say how the model does on real wafers.
+    """
     maps = load_maps(cfg)
     idx = np.arange(len(maps.labels))
     try:
@@ -70,6 +79,8 @@ def split_dataset(cfg: TrainConfig) -> WaferSplits:
         counts = dict(zip(CLASS_NAMES, np.bincount(maps.labels, minlength=len(CLASS_NAMES)).tolist()))
         raise DataError(f"too few maps for a stratified train/val/test split (maps per class: {counts}); "
                          f"raise --samples-per-class or the val/test fractions ({err})") from err
+    if cfg.data != "synthetic":
+        train_idx = train_idx[subsample(maps.labels[train_idx], cfg.samples_per_class, cfg.balance_classes, cfg.seed)]
     x, y = to_inputs(maps.codes), torch.from_numpy(maps.labels)
     present = np.unique(maps.labels[train_idx])
     weights = np.ones(len(CLASS_NAMES), dtype=np.float32)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from shared.config import TrainConfig
+from shared.data import class_mix
 from shared.metrics import classification_metrics
 from shared.plots import plot_confusion_matrix, plot_sample_predictions
 from shared.runtime import atomic_write_text
@@ -42,6 +43,7 @@ class RunResult:
     peak_cuda_memory_bytes: int | None = None
     test: dict = field(default_factory=dict)
     data_skipped: dict = field(default_factory=dict)  # real data: malformed/unlabelled maps left out, by reason
+    test_class_mix: str = ""  # which class proportions `test` was measured on (shared.data.class_mix)
 
     def to_json(self) -> str:
         return json.dumps(_finite(dataclasses.asdict(self)), indent=2)
@@ -62,6 +64,7 @@ def finish_run(result: RunResult, cfg: TrainConfig, inputs: torch.Tensor, y_true
                y_pred: torch.Tensor) -> RunResult:
     """Compute test metrics, write metrics.json and both PNGs into cfg.output_dir; return the result."""
     y_true_np, y_pred_np = y_true.cpu().numpy(), y_pred.cpu().numpy()
+    result.test_class_mix = class_mix(cfg)
     result.test = classification_metrics(y_true_np, y_pred_np)
     out = Path(cfg.output_dir)
     plot_confusion_matrix(result.test["confusion_matrix"], out / "confusion_matrix.png",

@@ -8,7 +8,7 @@ import torch
 
 import shared.data as data
 from shared.config import CLASS_NAMES, TrainConfig
-from shared.data import make_dataloaders, random_dihedral, split_dataset, subsample, to_inputs
+from shared.data import class_mix, make_dataloaders, random_dihedral, split_dataset, subsample, to_inputs
 from shared.wm811k import WaferMaps
 
 SIZE = 8
@@ -55,6 +55,20 @@ def test_split_is_stratified_disjoint_and_complete(tiny_cfg, fake_maps, counts):
         got = np.bincount(maps.labels[ids], minlength=9)
         assert np.all(got >= 1), (name, got)
         assert np.all(np.abs(got - np.array(counts) * fractions[name]) <= 1 + 1e-9), (name, got)
+
+
+def test_real_data_cap_thins_only_the_training_split(tiny_cfg, fake_maps, tmp_path):
+    counts = [300, 10, 120, 200, 80, 10, 20, 25, 700]
+    maps = fake_maps(counts)
+    (tmp_path / "LSWMD.pkl").write_bytes(b"")  # load_maps is replaced; the path only has to exist
+    cfg = tiny_cfg.replace(image_size=SIZE, data=str(tmp_path / "LSWMD.pkl"), samples_per_class=50)
+    splits = split_dataset(cfg)
+    train = np.bincount(maps.labels[ids_of(splits.train)], minlength=9)
+    assert train.max() == 50 and np.all(np.abs(train - np.minimum(50, np.array(counts) * 0.7)) <= 1), train
+    for name, fraction in (("val", cfg.val_fraction), ("test", cfg.test_fraction)):  # the natural mix, stratified
+        got = np.bincount(maps.labels[ids_of(getattr(splits, name))], minlength=9)
+        assert np.all(np.abs(got - np.array(counts) * fraction) <= 1 + 1e-9), (name, got)
+    assert class_mix(cfg).startswith("natural") and class_mix(tiny_cfg) == "synthetic, balanced"
 
 
 def test_split_is_deterministic_for_a_seed(tiny_cfg, fake_maps):
