@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from shared.config import ACCELERATORS, TrainConfig
 from shared.errors import ConfigError, TrainingError, WaferBenchError
 from shared.outputs import TRAINING_OUTPUTS, check_output_folder, existing_outputs
-from shared.results import RunResult, summary_lines
+from shared.results import RunResult, per_class_table, summary_lines
 
 
 def _flag(name: str) -> str:
@@ -135,4 +135,6 @@ def run_evaluate_cli(evaluate: typing.Callable[[argparse.Namespace], RunResult],
     maps = sum(c["support"] for c in result.test["per_class"].values())
     print(f"{args.checkpoint} on {args.data}: {maps} maps")
     print(summary_lines(result)[1])
-    print(f"outputs in {args.output_dir}")
+    print(per_class_table(result))
+    print(f"test class mix: {result.test_class_mix}; confusion matrix (rows normalised by true class) in "
+          f"{args.output_dir}/confusion_matrix.png; outputs in {args.output_dir}")

@@ -24,4 +24,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
             for name, p, r, f, s in zip(class_names, *per_class)
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        # each row divided by its true-class count: the diagonal is each class's recall (0 where a class is absent)
+        "confusion_matrix_normalized": np.nan_to_num(
+            confusion_matrix(y_true, y_pred, labels=labels, normalize="true")).round(4).tolist(),
     }

@@ -29,12 +29,13 @@ def save_figure(fig: plt.Figure, path: str | Path) -> None:
 
 
 def draw_confusion_matrix(ax: plt.Axes, matrix, class_names=CLASS_NAMES, title: str = "") -> None:
-    """Row-normalised heatmap annotated with counts."""
+    """Heatmap normalised by true class (the diagonal is each class's recall), annotated with rate and count."""
     counts = np.asarray(matrix)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    sns.heatmap(rates, annot=counts, fmt="d", cmap="Blues", vmin=0, vmax=1, cbar=False, square=True,
-                xticklabels=class_names, yticklabels=class_names, ax=ax)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
+    labels = np.array([[f"{r:.2f}\n{c}" if c else "" for r, c in zip(*row)] for row in zip(rates, counts)])
+    sns.heatmap(rates, annot=labels, fmt="", annot_kws={"fontsize": 7}, cmap="Blues", vmin=0, vmax=1, cbar=False,
+                square=True, xticklabels=class_names, yticklabels=class_names, ax=ax)
+    ax.set(xlabel="predicted", ylabel="true (rows sum to 1)", title=title)
 
 
 def plot_confusion_matrix(matrix, path: str | Path, title: str = "Confusion matrix (test)") -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tabulate import tabulate
 
 from shared.config import TrainConfig
 from shared.data import class_mix
@@ -73,6 +74,14 @@ def finish_run(result: RunResult, cfg: TrainConfig, inputs: torch.Tensor, y_true
     plot_sample_predictions(inputs[pick].cpu().numpy(), y_true_np[pick], y_pred_np[pick], out / "sample_predictions.png")
     atomic_write_text(out / "metrics.json", result.to_json())
     return result
+
+
+def per_class_table(result: RunResult) -> str:
+    """Precision, recall, F1 and support per class, as a process engineer reads them first."""
+    rows = [[name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", c["support"]]
+            for name, c in result.test["per_class"].items()]
+    return tabulate(rows, headers=["class", "precision", "recall", "F1", "maps"], tablefmt="simple",
+                    disable_numparse=True)
 
 
 def summary_lines(result: RunResult) -> list[str]:

@@ -172,6 +172,10 @@ def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, call_main):
     assert evaluated["test"] == result.test  # the run tested this checkpoint on the same synthetic test split
     assert evaluated["implementation"] == "lightning_impl" and (tmp_path / "sample_predictions.png").is_file()
     assert "test: accuracy" in out
+    per_class = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] == ["Scratch"]}
+    scratch = evaluated["test"]["per_class"]["Scratch"]
+    assert per_class["Scratch"] == [f"{scratch[k]:.3f}" for k in ("precision", "recall", "f1")] + [str(scratch["support"])]
+    assert "test class mix: synthetic, balanced" in out
 
 
 @pytest.mark.slow

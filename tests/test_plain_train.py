@@ -143,6 +143,10 @@ def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, call_main):
     assert evaluated["test"] == metrics["test"] and evaluated["epochs_run"] == 0
     assert evaluated["implementation"] == "plain_pytorch" and (tmp_path / "confusion_matrix.png").is_file()
     assert "test: accuracy" in out
+    per_class = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] == ["Scratch"]}
+    scratch = evaluated["test"]["per_class"]["Scratch"]
+    assert per_class["Scratch"] == [f"{scratch[k]:.3f}" for k in ("precision", "recall", "f1")] + [str(scratch["support"])]
+    assert "test class mix: synthetic, balanced" in out
 
 
 def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, call_main, monkeypatch):

@@ -39,3 +39,8 @@ def test_confusion_matrix_keeps_all_classes_when_some_are_absent():
     m = classification_metrics(np.array([0, 8]), np.array([8, 8]))
     cm = np.array(m["confusion_matrix"])
     assert cm.shape == (9, 9) and cm[0, 8] == 1 and cm[8, 8] == 1 and cm.sum() == 2
+
+
+def test_confusion_matrix_normalised_by_true_class():
+    m = classification_metrics(np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, 1, 1]), class_names=("a", "b", "c"))
+    assert m["confusion_matrix_normalized"] == [[0.6667, 0.3333, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
