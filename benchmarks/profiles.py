@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -17,8 +16,24 @@ class Variant:
     flags: tuple[str, ...]
     devices: tuple[str, ...] = ("cpu", "gpu")  # where it is measured
     processes: int = 1  # > 1: DDP, launched by torchrun (plain) or the Trainer (Lightning)
-    rounds: int | None = None  # None: the profile's decomposition_rounds
-    epochs: int | None = None  # None: the profile's decomposition_epochs
+    rounds: int | None = None  # None: the profile's variant_rounds
+    epochs: int | None = None  # None: the profile's variant_epochs
+
+
+# a near-zero-cost step (1-channel CNN on 8x8 maps, batch 1): what remains per step is the loop's own cost
+TINY_FLAGS = ("--base-channels", "1", "--image-size", "8", "--batch-size", "1")
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """The interleaved-block protocol (benchmarks/blocks.py): rounds per setting and the settings' sizes."""
+
+    rounds: int = 20  # per-step ratio and fixed cost: A/B/A-A rounds (the t-interval's n)
+    epochs: int = 2  # per block; every epoch of a block is timed (the worker is already warm)
+    fixed_samples_per_class: int = 20  # the near-zero-cost setting: 126 steps per epoch at batch 1
+    feature_rounds: int = 6  # full vs barebones, both sides
+    sweep: tuple[tuple[str, ...], ...] = ()  # extra settings for ratio vs step time (Lightning, plain only)
+    sweep_rounds: int = 4
 
 
 @dataclass(frozen=True)
@@ -28,9 +43,11 @@ class Profile:
     name: str
     train_flags: tuple[str, ...]  # the full-feature run, as a user would start it
     rounds: int  # timed A/B rounds after one warm-up round; round r uses seed base_seed + r
-    decomposition_epochs: int  # fixed-length runs for the overhead and variant tables
-    decomposition_rounds: int
-    gpu_decomposition_rounds: int | None = None  # GPU time is lent by the minute: fewer rounds there
+    variant_epochs: int  # fixed-length fresh-process runs of the variants table
+    variant_rounds: int
+    gpu_variant_rounds: int | None = None  # GPU time is lent by the minute: fewer rounds there
+    blocks: Blocks = Blocks()
+    gpu_blocks: Blocks | None = None  # None: the same as on the CPU
     variants: tuple[Variant, ...] = ()
     warmup: bool = True  # one untimed round first (file cache, .pyc, allocator)
     timeout_s: int = 900  # per training process
@@ -40,10 +57,13 @@ class Profile:
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
-    def decomposition_rounds_for(self, accelerator: str) -> int:
-        if accelerator == "gpu" and self.gpu_decomposition_rounds is not None:
-            return self.gpu_decomposition_rounds
-        return self.decomposition_rounds
+    def variant_rounds_for(self, accelerator: str) -> int:
+        if accelerator == "gpu" and self.gpu_variant_rounds is not None:
+            return self.gpu_variant_rounds
+        return self.variant_rounds
+
+    def blocks_for(self, accelerator: str) -> Blocks:
+        return self.gpu_blocks if accelerator == "gpu" and self.gpu_blocks is not None else self.blocks
 
     def flags_for(self, accelerator: str) -> list[str]:
         flags = list(self.train_flags) + ["--accelerator", accelerator]
@@ -60,7 +80,9 @@ PROFILES = {
         name="smoke",
         train_flags=("--samples-per-class", "12", "--image-size", "32", "--epochs", "2", "--batch-size", "16",
                      "--base-channels", "8"),
-        rounds=2, decomposition_epochs=2, decomposition_rounds=1, timeout_s=300,
+        rounds=2, variant_epochs=2, variant_rounds=1, timeout_s=300,
+        # the fewest rounds that give an interval; one-epoch blocks, no sweep: CI has ~3 minutes for all of it
+        blocks=Blocks(rounds=5, epochs=1, fixed_samples_per_class=8, feature_rounds=2),
         variants=(_DDP,),
         notes="CI check of the harness: tiny data, numbers are not meaningful",
     ),
@@ -68,17 +90,22 @@ PROFILES = {
         name="seed",
         train_flags=("--samples-per-class", "100", "--image-size", "32", "--epochs", "30", "--batch-size", "32",
                      "--patience", "5"),
-        rounds=3, decomposition_epochs=6, decomposition_rounds=3, gpu_decomposition_rounds=2,
+        rounds=3, variant_epochs=3, variant_rounds=1, warmup=False,
+        blocks=Blocks(sweep=(("--batch-size", "4", "--base-channels", "8"), ("--batch-size", "128"))),
+        # GPU time is lent by the minute: one epoch per block (the worker is warm, cuDNN autotuned once), fewer
+        # steps on the near-zero-cost setting, fewer feature and sweep rounds
+        gpu_blocks=Blocks(rounds=20, epochs=1, fixed_samples_per_class=15, feature_rounds=5,
+                          sweep=(("--batch-size", "256"),), sweep_rounds=3),
         variants=(
-            # this CPU has no bf16 units: autocast emulates it at ~8x the fp32 step time, so one short round shows it
+            # on the 2-core CPU autocast bf16 ran at ~8x the fp32 step time, so one short round shows it
             Variant("bf16-mixed", ("--precision", "bf16-mixed"), devices=("cpu",), rounds=1, epochs=2),
-            Variant("channels_last", ("--channels-last",), devices=("cpu",), rounds=2),
+            Variant("channels_last", ("--channels-last",), devices=("cpu",), rounds=1),
             Variant("bf16-mixed + channels_last", ("--precision", "bf16-mixed", "--channels-last"), devices=_GPU_ONLY),
             Variant("torch.compile", ("--compile",), devices=_GPU_ONLY, rounds=1),
             Variant("batch 256", ("--batch-size", "256"), devices=_GPU_ONLY),
             Variant("batch 256, bf16-mixed + channels_last",
                     ("--batch-size", "256", "--precision", "bf16-mixed", "--channels-last"), devices=_GPU_ONLY),
-            dataclasses.replace(_DDP, rounds=2),
+            _DDP,
         ),
         notes="the seed tutorial's setting: 900 synthetic maps, batch 32, up to 30 epochs with early stopping",
     ),
@@ -86,7 +113,8 @@ PROFILES = {
         name="real",
         train_flags=("--samples-per-class", "3000", "--image-size", "32", "--epochs", "25", "--batch-size", "64",
                      "--patience", "5", "--class-weights", "--augment", "--monitor", "val_loss"),
-        rounds=1, decomposition_epochs=2, decomposition_rounds=1, warmup=False, timeout_s=2400,
+        rounds=1, variant_epochs=2, variant_rounds=1, warmup=False, timeout_s=2400,
+        blocks=Blocks(rounds=20, epochs=1, feature_rounds=4),
         needs_real_data=True,
         notes="WM-811K subset, each class capped at 3,000 maps, class-weighted loss, flips and 90-degree rotations",
     ),
