@@ -122,7 +122,7 @@ def _run_setting(setting: Setting, base_flags: list[str], workers: dict, work_di
             folder = work_dir / setting.name.replace(" ", "_") / f"r{r:02d}-{arm.name.replace(' ', '_').replace('/', '')}"
             reply = workers[arm.worker].run([*base_flags, *setting.flags, *arm.flags, "--output-dir", str(folder)])
             block = {"round": r, "arm": arm.name, "position": position, "ok": reply["ok"],
-                     "error": reply.get("error")}
+                     "error": reply.get("error"), "loadavg_1min": os.getloadavg()[0]}  # what else the machine ran
             if reply["ok"]:
                 block.update(per_step=per_step(reply), block_wall_seconds=reply["block_wall_seconds"],
                              block_cpu_seconds=reply["block_cpu_seconds"],

@@ -29,11 +29,15 @@ class Blocks:
     """The interleaved-block protocol (benchmarks/blocks.py): rounds per setting and the settings' sizes."""
 
     rounds: int = 20  # per-step ratio and fixed cost: A/B/A-A rounds (the t-interval's n)
-    epochs: int = 2  # per block; every epoch of a block is timed (the worker is already warm)
+    epochs: int = 1  # per block; every epoch of a block is timed (the worker is already warm)
+    # one intra-op thread in every worker: with 2 threads on 2 shared cores, one descheduled thread stalls every
+    # parallel region at its barrier (blocks measured 9 ms and 560 ms per step with the same flags); one
+    # thread's CPU time is what the step itself costs, whatever else the machine runs
+    threads: int = 1
     fixed_samples_per_class: int = 20  # the near-zero-cost setting: 126 steps per epoch at batch 1
-    feature_rounds: int = 6  # full vs barebones, both sides
+    feature_rounds: int = 5  # full vs barebones, both sides
     sweep: tuple[tuple[str, ...], ...] = ()  # extra settings for ratio vs step time (Lightning, plain only)
-    sweep_rounds: int = 4
+    sweep_rounds: int = 3
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,9 @@ PROFILES = {
         name="smoke",
         train_flags=("--samples-per-class", "12", "--image-size", "32", "--epochs", "2", "--batch-size", "16",
                      "--base-channels", "8"),
-        rounds=2, variant_epochs=2, variant_rounds=1, timeout_s=300,
-        # the fewest rounds that give an interval; one-epoch blocks, no sweep: CI has ~3 minutes for all of it
-        blocks=Blocks(rounds=5, epochs=1, fixed_samples_per_class=8, feature_rounds=2),
+        rounds=2, variant_epochs=2, variant_rounds=1, timeout_s=300, warmup=False,
+        # the fewest rounds that give an interval, no sweep: CI has ~3 minutes for all of it
+        blocks=Blocks(rounds=5, fixed_samples_per_class=8, feature_rounds=2),
         variants=(_DDP,),
         notes="CI check of the harness: tiny data, numbers are not meaningful",
     ),
@@ -92,9 +96,8 @@ PROFILES = {
                      "--patience", "5"),
         rounds=3, variant_epochs=3, variant_rounds=1, warmup=False,
         blocks=Blocks(sweep=(("--batch-size", "4", "--base-channels", "8"), ("--batch-size", "128"))),
-        # GPU time is lent by the minute: one epoch per block (the worker is warm, cuDNN autotuned once), fewer
-        # steps on the near-zero-cost setting, fewer feature and sweep rounds
-        gpu_blocks=Blocks(rounds=20, epochs=1, fixed_samples_per_class=15, feature_rounds=5,
+        # GPU time is lent by the minute: fewer steps on the near-zero-cost setting, fewer feature and sweep rounds
+        gpu_blocks=Blocks(rounds=20, fixed_samples_per_class=15, feature_rounds=5,
                           sweep=(("--batch-size", "256"),), sweep_rounds=3),
         variants=(
             # on the 2-core CPU autocast bf16 ran at ~8x the fp32 step time, so one short round shows it
@@ -114,7 +117,7 @@ PROFILES = {
         train_flags=("--samples-per-class", "3000", "--image-size", "32", "--epochs", "25", "--batch-size", "64",
                      "--patience", "5", "--class-weights", "--augment", "--monitor", "val_loss"),
         rounds=1, variant_epochs=2, variant_rounds=1, warmup=False, timeout_s=2400,
-        blocks=Blocks(rounds=20, epochs=1, feature_rounds=4),
+        blocks=Blocks(rounds=20, feature_rounds=4),
         needs_real_data=True,
         notes="WM-811K subset, each class capped at 3,000 maps, class-weighted loss, flips and 90-degree rotations",
     ),

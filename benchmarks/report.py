@@ -101,7 +101,7 @@ def runtime_protocol(raw: dict) -> str:
              else f"with {rounds} round(s) the ratio column gives the geometric mean and the range of the per-round "
                   f"ratios, not a confidence interval")
     return (f"Each run is a fresh process started through the side's real CLI, {rounds} round(s) per side with the "
-            f"sides alternating (A B, then B A); {'a warm-up round is excluded' if warmup else 'no warm-up round (the import timings and the blocks before them warm the file cache)'}. "
+            f"sides alternating (A B, then B A); {'a warm-up round is excluded' if warmup else 'no warm-up round'}. "
             f"Training set: {', '.join(f'{n:,}' for n in sizes) or NOT_MEASURED} maps. Cells give the median "
             f"[interquartile range]; {ratio}. Steady state excludes each run's first epoch; on CUDA every timed region "
             f"ends with `torch.cuda.synchronize()`. These runs measure start-up and the end-to-end time; the per-step "

@@ -120,9 +120,9 @@ def block_flags(profile: Profile, accelerator: str) -> list[str]:
 
 
 def run_blocks(profile: Profile, accelerator: str, work_dir: Path, say: Callable[[str], None]) -> dict:
-    """The block protocol on long-lived workers, with the thread count the fresh-process runs get by default."""
+    """The block protocol on long-lived workers, each with the profile's (equal) thread count."""
     return run_settings(block_settings(profile, accelerator), block_flags(profile, accelerator),
-                        torch.get_num_threads(), work_dir, profile.base_seed, profile.timeout_s, say)
+                        profile.blocks_for(accelerator).threads, work_dir, profile.base_seed, profile.timeout_s, say)
 
 
 def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,

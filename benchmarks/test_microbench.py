@@ -15,7 +15,7 @@ from benchmarks.runner import MODULES, SIDES
 from benchmarks.suite import block_flags
 from shared.cli import parse_config
 
-ROUNDS = {"smoke": 1}  # other profiles: 3 (the suite's blocks carry the statistics; these catch regressions)
+ROUNDS = {"smoke": 1}  # other profiles: 2 (the suite's blocks carry the statistics; these catch regressions)
 
 
 def _flags(profile: Profile, setting: str, output_dir: str) -> list[str]:
@@ -39,7 +39,7 @@ def test_fit_block(benchmark, profile: Profile, side: str, setting: str, tmp_pat
             steps.append(per_step({"history": (result := fit(cfg)).history, "steps_per_epoch": result.steps_per_epoch}))
 
     benchmark.group = f"fit, one epoch: {setting}"
-    benchmark.pedantic(run, rounds=ROUNDS.get(profile.name, 3), warmup_rounds=1, iterations=1)
+    benchmark.pedantic(run, rounds=ROUNDS.get(profile.name, 2), warmup_rounds=1, iterations=1)
     benchmark.extra_info.update(side=side, setting=setting, steps=steps[-1]["steps"],
                                 us_per_step_wall=[1e6 * s["wall"] for s in steps],
                                 us_per_step_cpu=[1e6 * s["cpu"] for s in steps])
