@@ -26,6 +26,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where to write the report (default reports/<profile>, reports/<profile>-<gpu> with a GPU)")
 
 
+MICROBENCH_DIR = "pytest-benchmark"  # inside the report folder; write_report keeps it across reruns
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Save pytest-benchmark's runs into the report folder, so `--benchmark-compare` compares two commits there."""
+    option = config.option
+    if not hasattr(option, "benchmark_storage") or getattr(option, "benchmark_disable", False):
+        return
+    if option.benchmark_storage == "file://./.benchmarks":  # pytest-benchmark's default: not given
+        profile = PROFILES[option.profile]
+        folder = option.report_dir or _default_report_dir(profile, _accelerators(option.bench_accelerators))
+        option.benchmark_storage = f"file://{Path(folder) / MICROBENCH_DIR}"
+    if not (option.benchmark_autosave or option.benchmark_save):
+        from pytest_benchmark.utils import get_tag
+
+        option.benchmark_autosave = get_tag()
+
+
 @dataclass
 class Suite:
     profile: Profile

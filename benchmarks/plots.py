@@ -81,8 +81,47 @@ def step_diff_plot(raw: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def write_all(raw: dict, folder: Path) -> None:
+def overhead_points(summary: dict, accelerator: str) -> list[dict]:
+    """Per block setting: plain's µs/step and the Lightning/plain ratio with its interval (primary metric)."""
+    blocks = (summary.get(accelerator) or {}).get("blocks")
+    if not blocks:
+        return []
+    metric, points = blocks["primary"], []
+    for name, row in blocks["settings"].items():
+        plain, ratio = row["arms"][metric].get("plain"), row["comparisons"][metric].get("lightning / plain", {}).get("ratio")
+        if plain and ratio and name != "features":
+            low, high = ratio["ci95"] or ratio["range"]
+            points.append({"setting": name, "plain_us": plain["median"], "ratio": ratio["ratio"], "low": low, "high": high})
+    return points
+
+
+def overhead_plot(summary: dict, path: Path) -> None:
+    """Measured Lightning/plain ratio against plain's step time, with 1 + X/T for the fixed cost X."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for acc, marker in (("cpu", "o"), ("gpu", "s")):
+        points = overhead_points(summary, acc)
+        overhead = summary.get("step_overhead", {}).get(acc, {}).get("fixed_overhead_us")
+        if not points:
+            continue
+        t = np.array([p["plain_us"] for p in points])
+        r = np.array([p["ratio"] for p in points])
+        err = np.array([[p["ratio"] - p["low"] for p in points], [p["high"] - p["ratio"] for p in points]])
+        ax.errorbar(t, r, yerr=err, fmt=marker, capsize=3, label=f"{acc.upper()} measured (95% interval)")
+        if overhead:
+            grid = np.geomspace(min(t.min(), 1.0) * 0.8, t.max() * 1.5, 200)
+            x = overhead["difference"]
+            ax.plot(grid, 1 + x / grid, "--", label=f"{acc.upper()}: 1 + X/T, X = {x:.0f} µs")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set(xscale="log", xlabel="plain PyTorch time per step T (µs)", ylabel="Lightning / plain per step",
+           title="Lightning's per-step overhead against the step's own cost")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    save_figure(fig, path)
+
+
+def write_all(raw: dict, summary: dict, folder: Path) -> None:
     runtime_plot(raw, folder / "runtime.png")
+    overhead_plot(summary, folder / "overhead_vs_step_time.png")
     loss_curves_plot(raw, folder / "loss_curves.png")
     confusion_plot(raw, folder / "confusion_matrices.png")
     step_diff_plot(raw, folder / "step_loss_diff.png")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -17,8 +16,28 @@ class Variant:
     flags: tuple[str, ...]
     devices: tuple[str, ...] = ("cpu", "gpu")  # where it is measured
     processes: int = 1  # > 1: DDP, launched by torchrun (plain) or the Trainer (Lightning)
-    rounds: int | None = None  # None: the profile's decomposition_rounds
-    epochs: int | None = None  # None: the profile's decomposition_epochs
+    rounds: int | None = None  # None: the profile's variant_rounds
+    epochs: int | None = None  # None: the profile's variant_epochs
+
+
+# a near-zero-cost step (1-channel CNN on 8x8 maps, batch 1): what remains per step is the loop's own cost
+TINY_FLAGS = ("--base-channels", "1", "--image-size", "8", "--batch-size", "1")
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """The interleaved-block protocol (benchmarks/blocks.py): rounds per setting and the settings' sizes."""
+
+    rounds: int = 20  # per-step ratio and fixed cost: A/B/A-A rounds (the t-interval's n)
+    epochs: int = 1  # per block; every epoch of a block is timed (the worker is already warm)
+    # one intra-op thread in every worker: with 2 threads on 2 shared cores, one descheduled thread stalls every
+    # parallel region at its barrier (blocks measured 9 ms and 560 ms per step with the same flags); one
+    # thread's CPU time is what the step itself costs, whatever else the machine runs
+    threads: int = 1
+    fixed_samples_per_class: int = 20  # the near-zero-cost setting: 126 steps per epoch at batch 1
+    feature_rounds: int = 5  # full vs barebones, both sides
+    sweep: tuple[tuple[str, ...], ...] = ()  # extra settings for ratio vs step time (Lightning, plain only)
+    sweep_rounds: int = 3
 
 
 @dataclass(frozen=True)
@@ -28,9 +47,11 @@ class Profile:
     name: str
     train_flags: tuple[str, ...]  # the full-feature run, as a user would start it
     rounds: int  # timed A/B rounds after one warm-up round; round r uses seed base_seed + r
-    decomposition_epochs: int  # fixed-length runs for the overhead and variant tables
-    decomposition_rounds: int
-    gpu_decomposition_rounds: int | None = None  # GPU time is lent by the minute: fewer rounds there
+    variant_epochs: int  # fixed-length fresh-process runs of the variants table
+    variant_rounds: int
+    gpu_variant_rounds: int | None = None  # GPU time is lent by the minute: fewer rounds there
+    blocks: Blocks = Blocks()
+    gpu_blocks: Blocks | None = None  # None: the same as on the CPU
     variants: tuple[Variant, ...] = ()
     warmup: bool = True  # one untimed round first (file cache, .pyc, allocator)
     timeout_s: int = 900  # per training process
@@ -40,10 +61,13 @@ class Profile:
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
-    def decomposition_rounds_for(self, accelerator: str) -> int:
-        if accelerator == "gpu" and self.gpu_decomposition_rounds is not None:
-            return self.gpu_decomposition_rounds
-        return self.decomposition_rounds
+    def variant_rounds_for(self, accelerator: str) -> int:
+        if accelerator == "gpu" and self.gpu_variant_rounds is not None:
+            return self.gpu_variant_rounds
+        return self.variant_rounds
+
+    def blocks_for(self, accelerator: str) -> Blocks:
+        return self.gpu_blocks if accelerator == "gpu" and self.gpu_blocks is not None else self.blocks
 
     def flags_for(self, accelerator: str) -> list[str]:
         flags = list(self.train_flags) + ["--accelerator", accelerator]
@@ -56,13 +80,16 @@ _DDP = Variant("ddp, 2 processes", (), devices=("cpu",), processes=2)
 _GPU_ONLY = ("gpu",)
 _BIG_BATCH = ("--batch-size", "256", "--samples-per-class", "2000")
 _FAST = ("--precision", "bf16-mixed", "--channels-last")
+_GRAPHS = ("--compile", "--compile-mode", "reduce-overhead")
 
 PROFILES = {
     "smoke": Profile(
         name="smoke",
         train_flags=("--samples-per-class", "12", "--image-size", "32", "--epochs", "2", "--batch-size", "16",
                      "--base-channels", "8"),
-        rounds=2, decomposition_epochs=2, decomposition_rounds=1, timeout_s=300,
+        rounds=2, variant_epochs=2, variant_rounds=1, timeout_s=300, warmup=False,
+        # the fewest rounds that give an interval, no sweep: CI has ~3 minutes for all of it
+        blocks=Blocks(rounds=5, fixed_samples_per_class=8, feature_rounds=2),
         variants=(_DDP,),
         notes="CI check of the harness: tiny data, numbers are not meaningful",
     ),
@@ -70,24 +97,26 @@ PROFILES = {
         name="seed",
         train_flags=("--samples-per-class", "100", "--image-size", "32", "--epochs", "30", "--batch-size", "32",
                      "--patience", "5"),
-        rounds=3, decomposition_epochs=6, decomposition_rounds=3, gpu_decomposition_rounds=2,
+        rounds=3, variant_epochs=3, variant_rounds=1, warmup=False,
+        blocks=Blocks(sweep=(("--batch-size", "4", "--base-channels", "8"), ("--batch-size", "128"))),
+        # GPU time is lent by the minute (the whole GPU plan must fit ~8 minutes): fewer rounds and steps
+        gpu_blocks=Blocks(rounds=10, fixed_samples_per_class=10, feature_rounds=3,
+                          sweep=(("--batch-size", "256"),), sweep_rounds=2),
         variants=(
-            # this CPU has no bf16 units: autocast emulates it at ~8x the fp32 step time, so one short round shows it
+            # on the 2-core CPU autocast bf16 ran at ~8x the fp32 step time, so one short round shows it
             Variant("bf16-mixed", ("--precision", "bf16-mixed"), devices=("cpu",), rounds=1, epochs=2),
-            Variant("channels_last", ("--channels-last",), devices=("cpu",), rounds=2),
-            Variant("bf16-mixed + channels_last", ("--precision", "bf16-mixed", "--channels-last"), devices=_GPU_ONLY),
-            Variant("torch.compile", ("--compile",), devices=_GPU_ONLY, rounds=1),
-            Variant("data on device", ("--data-on-device",), devices=_GPU_ONLY),
+            Variant("channels_last", ("--channels-last",), devices=("cpu",), rounds=1),
+            # batch 32 is launch-bound on a GPU: the regime CUDA graphs are for
+            Variant("data on device, compile (CUDA graphs)", ("--data-on-device", *_GRAPHS), devices=_GPU_ONLY),
             # batch 256 on the seed's 630 training maps would be 3 steps an epoch: 20x the maps gives 50
             Variant("batch 256, 12,600 maps", _BIG_BATCH, devices=_GPU_ONLY),
-            Variant("batch 256, 12,600 maps, bf16-mixed + channels_last", (*_BIG_BATCH, *_FAST), devices=_GPU_ONLY),
             Variant("batch 256, 12,600 maps, data on device", (*_BIG_BATCH, "--data-on-device"), devices=_GPU_ONLY),
             Variant("batch 256, 12,600 maps, data on device, bf16-mixed + channels_last",
                     (*_BIG_BATCH, "--data-on-device", *_FAST), devices=_GPU_ONLY),
             Variant("batch 256, 12,600 maps, data on device, bf16-mixed + channels_last, compile (CUDA graphs)",
-                    (*_BIG_BATCH, "--data-on-device", *_FAST, "--compile", "--compile-mode", "reduce-overhead"),
-                    devices=_GPU_ONLY, rounds=1),
-            dataclasses.replace(_DDP, rounds=2),
+                    (*_BIG_BATCH, "--data-on-device", *_FAST, *_GRAPHS),
+                    devices=_GPU_ONLY),
+            _DDP,
         ),
         notes="the seed tutorial's setting: 900 synthetic maps, batch 32, up to 30 epochs with early stopping",
     ),
@@ -95,7 +124,10 @@ PROFILES = {
         name="real",
         train_flags=("--samples-per-class", "3000", "--image-size", "32", "--epochs", "25", "--batch-size", "64",
                      "--patience", "5", "--class-weights", "--augment", "--monitor", "val_loss"),
-        rounds=1, decomposition_epochs=2, decomposition_rounds=1, warmup=False, timeout_s=2400,
+        rounds=1, variant_epochs=2, variant_rounds=1, warmup=False, timeout_s=2400,
+        # a real-data block is a whole epoch of ~11,000 maps plus the natural-mix validation and test (~30 s on
+        # 2 cores): enough rounds for an interval, not for the seed profile's resolution
+        blocks=Blocks(rounds=5, feature_rounds=2),
         needs_real_data=True,
         notes="WM-811K subset, each class capped at 3,000 maps, class-weighted loss, flips and 90-degree rotations",
     ),

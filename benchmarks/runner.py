@@ -23,7 +23,7 @@ class RunRecord:
     """One training process: how it was started, how long it took, what it wrote."""
 
     side: str
-    kind: str  # end_to_end | decomposition | variant
+    kind: str  # warmup | end_to_end | variant
     label: str  # e.g. "full", "barebones", a variant name
     accelerator: str
     round: int
@@ -35,6 +35,7 @@ class RunRecord:
     wall_seconds: float | None = None  # launch to exit: interpreter start, imports, data, fit, test, outputs
     launch_unix: float | None = None
     max_rss_bytes: int | None = None  # of the launched process (for DDP: the launcher only)
+    cpu_seconds: float | None = None  # user + system CPU time of the process and its waited-for children (wait4)
     metrics: dict | None = None  # the run's metrics.json
 
     def to_dict(self) -> dict:
@@ -87,6 +88,7 @@ def run_training(record: RunRecord, out_dir: Path, timeout_s: float, env: dict |
         code, usage, timed_out = _wait_with_timeout(proc, timeout_s)
         record.wall_seconds = time.perf_counter() - start
     record.max_rss_bytes = usage.ru_maxrss * 1024  # Linux reports KiB
+    record.cpu_seconds = usage.ru_utime + usage.ru_stime
     metrics_path = out_dir / "metrics.json"
     if timed_out:
         record.error = f"timed out after {timeout_s:.0f} s"

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import platform
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from benchmarks.blocks import FEATURE_ARMS, RATIO_ARMS, Setting, run_settings
 from benchmarks.loc import count_package
-from benchmarks.profiles import REAL_DATA_ENV, Profile
+from benchmarks.mfu import device_peak, matmul_ceiling
+from benchmarks.profiles import REAL_DATA_ENV, TINY_FLAGS, Profile
 from benchmarks.runner import ROOT, SIDES, RunRecord, import_seconds, run_training, train_command
 from shared.config import TrainConfig
 from shared.model import build_model
@@ -66,24 +68,6 @@ def _config_from_flags(profile: Profile) -> dict:
     return out
 
 
-def matmul_ceiling(accelerator: str, seconds: float = 2.0) -> dict:
-    """Achieved fp32 FLOP/s of a large square matmul on the device: the MFU denominator."""
-    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
-    n = 8192 if device.type == "cuda" else 2048
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    torch.matmul(a, b)  # warm-up (kernel selection, page faults)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        torch.matmul(a, b)
-        reps += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    return {"n": n, "dtype": "float32", "flops_per_s": 2 * n**3 * reps / elapsed}
-
-
 def _pairs(round_: int) -> tuple[str, ...]:
     """A B in even rounds, B A in odd ones, so slow drift (thermal, cache) hits both sides alike."""
     return SIDES if round_ % 2 == 0 else SIDES[::-1]
@@ -92,7 +76,7 @@ def _pairs(round_: int) -> tuple[str, ...]:
 def plan(profile: Profile, accelerator: str) -> list[RunRecord]:
     """Every training process of one accelerator, in execution order."""
     base = profile.flags_for(accelerator)
-    fixed = [*base, "--epochs", str(profile.decomposition_epochs), "--patience", "1000000"]
+    fixed = [*base, "--epochs", str(profile.variant_epochs), "--patience", "1000000"]
     records = []
 
     def add(side, kind, label, round_, seed, flags, processes=1):
@@ -105,11 +89,7 @@ def plan(profile: Profile, accelerator: str) -> list[RunRecord]:
     for r in range(profile.rounds):
         for side in _pairs(r):
             add(side, "end_to_end", "full", r, profile.base_seed + r, base)
-    rounds = profile.decomposition_rounds_for(accelerator)
-    for r in range(rounds):
-        for label, extra in (("barebones", ["--barebones"]), ("full", [])):
-            for side in _pairs(r):
-                add(side, "decomposition", label, r, profile.base_seed, [*fixed, *extra])
+    rounds = profile.variant_rounds_for(accelerator)
     for variant in profile.variants:
         if accelerator not in variant.devices:
             continue
@@ -121,10 +101,36 @@ def plan(profile: Profile, accelerator: str) -> list[RunRecord]:
     return records
 
 
+def block_settings(profile: Profile, accelerator: str) -> list[Setting]:
+    """The interleaved-block settings: per-step ratio + A/A, near-zero-cost step, features, ratio vs step time."""
+    b = profile.blocks_for(accelerator)
+    tiny = (*TINY_FLAGS, "--samples-per-class", str(b.fixed_samples_per_class))
+    settings = [Setting("step", (), RATIO_ARMS, b.rounds), Setting("fixed", tiny, RATIO_ARMS, b.rounds),
+                Setting("features", (), FEATURE_ARMS, b.feature_rounds)]
+    settings += [Setting("sweep " + " ".join(flags), flags, RATIO_ARMS[:2], b.sweep_rounds) for flags in b.sweep]
+    return settings
+
+
+def block_flags(profile: Profile, accelerator: str) -> list[str]:
+    """Every block's flags before its setting's: the profile's, fixed length, barebones, one seed."""
+    b = profile.blocks_for(accelerator)
+    return [*profile.flags_for(accelerator), "--epochs", str(b.epochs), "--patience", "1000000", "--barebones",
+            "--seed", str(profile.base_seed)]
+
+
+def run_blocks(profile: Profile, accelerator: str, work_dir: Path, say: Callable[[str], None]) -> dict:
+    """The block protocol on long-lived workers, each with the profile's (equal) thread count."""
+    return run_settings(block_settings(profile, accelerator), block_flags(profile, accelerator),
+                        profile.blocks_for(accelerator).threads, work_dir, profile.base_seed, profile.timeout_s, say)
+
+
 def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
               say: Callable[[str], None] = print) -> dict:
     """Run the whole plan; a failed process is recorded with its error and the plan goes on."""
     raw = {"profile": profile.name, "profile_notes": profile.notes, "machine": machine_info(),
+           "protocol": {"rounds": profile.rounds, "warmup": profile.warmup, "threads": torch.get_num_threads(),
+                        "train_flags": list(profile.train_flags), "blocks": dataclasses.asdict(profile.blocks),
+                        "gpu_blocks": dataclasses.asdict(profile.blocks_for("gpu"))},
            "lines_of_code": lines_of_code(), "accelerators": {}}
     if profile.needs_real_data:  # fill the preprocessed-data cache untimed, or the first run alone pays for it
         load_wm811k(os.environ[REAL_DATA_ENV], TrainConfig(**_config_from_flags(profile)).image_size)
@@ -134,6 +140,9 @@ def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
         for r in range(max(profile.rounds, 2)):
             for side in _pairs(r):
                 entry["imports"][side].append(import_seconds(side))
+        entry["ceiling_before"] = _soft(matmul_ceiling, acc)
+        say(f"[{acc}] interleaved blocks")
+        entry["blocks"] = run_blocks(profile, acc, work_dir / acc / "blocks", say)
         records = plan(profile, acc)
         for i, record in enumerate(records):
             # DDP processes share the cores: give both sides the same thread budget (torchrun would set 1)
@@ -146,6 +155,15 @@ def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
                 f"r{record.round} {status}")
             entry["runs"].append(record.to_dict())
         entry["flops_per_sample"] = flops_per_sample(profile, acc)
-        entry["ceiling"] = matmul_ceiling(acc)
+        entry["ceiling_after"] = _soft(matmul_ceiling, acc)
+        entry["peak"] = _soft(lambda a: device_peak(a, [entry["ceiling_before"], entry["ceiling_after"]]), acc)
     return raw
+
+
+def _soft(measure: Callable[[str], dict], accelerator: str) -> dict:
+    """A side measurement that records its error instead of ending the suite (the GPU path runs unattended)."""
+    try:
+        return measure(accelerator)
+    except Exception as err:
+        return {"error": f"{type(err).__name__}: {err}"[:300]}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.stats import bootstrap
+from scipy import stats
 
 from benchmarks.runner import SIDES
 from shared.config import TrainConfig
@@ -21,16 +21,32 @@ def spread(values: list[float]) -> dict | None:
             "n": len(v)}
 
 
+MIN_CI_N = 5  # below this an interval is reported as the range of the values, not as a CI
+CONFIDENCE = 0.95
+
+
+def t_interval(values: list[float], confidence: float = CONFIDENCE) -> dict | None:
+    """Mean with a Student-t interval (exact for normal data, close for n >= 20 otherwise); None under 2 values."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return None
+    mean, sem = float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v)))
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * sem)
+    return {"mean": mean, "low": mean - half, "high": mean + half, "half_width": half, "n": len(v),
+            "confidence": confidence}
+
+
 def paired_ratio(numerators: list[float], denominators: list[float]) -> dict | None:
-    """Median of per-round ratios with a percentile-bootstrap 95 % CI (few rounds give a wide CI)."""
+    """Geometric mean of per-round ratios; a t-interval on their logs from MIN_CI_N pairs on, else their range."""
     ratios = [a / b for a, b in zip(numerators, denominators) if a and b]
     if not ratios:
         return None
-    out = {"median": float(np.median(ratios)), "n": len(ratios), "ci95": None}
-    if len(ratios) >= 2 and len(set(ratios)) > 1:
-        ci = bootstrap((np.asarray(ratios),), np.median, confidence_level=0.95, method="percentile",
-                       n_resamples=2000, random_state=0).confidence_interval
-        out["ci95"] = [float(ci.low), float(ci.high)]
+    logs = np.log(ratios)
+    out = {"ratio": float(np.exp(logs.mean())), "median": float(np.median(ratios)), "n": len(ratios),
+           "range": [float(min(ratios)), float(max(ratios))], "ci95": None}
+    if len(ratios) >= MIN_CI_N:
+        ci = t_interval(list(logs))
+        out["ci95"] = [float(np.exp(ci["low"])), float(np.exp(ci["high"]))]
     return out
 
 
@@ -109,7 +125,7 @@ def errors(runs: list[dict]) -> dict[str, list[str]]:
     return out
 
 
-def summarize_accelerator(entry: dict) -> dict:
+def summarize_accelerator(entry: dict, accelerator: str) -> dict:
     """Every table's numbers for one accelerator."""
     runs = entry["runs"]
     e2e = _select(runs, "end_to_end")
@@ -119,30 +135,28 @@ def summarize_accelerator(entry: dict) -> dict:
     imports = entry["imports"]
     runtime["import_seconds"] = {"sides": {s: spread(imports[s]) for s in SIDES},
                                  "ratio": paired_ratio(imports["lightning"], imports["plain"])}
-    decomposition = decompose(_select(runs, "decomposition"))
+    blocks = summarize_blocks(entry.get("blocks"), accelerator)
     variants = {}
     for label in dict.fromkeys(r["label"] for r in _select(runs, "variant")):  # in plan order
         chosen = _select(runs, "variant", label)
         variants[label] = {"step_ms": {s: spread(v) for s, v in _by_side(chosen, "step_ms").items()},
                            "samples_per_s": {s: spread(v) for s, v in _by_side(chosen, "samples_per_s").items()},
                            "ratio": _paired(chosen, "step_ms")}
-    return {"runtime": runtime, "decomposition": decomposition,
+    return {"runtime": runtime, "blocks": blocks,
             "variants": variants, "final_metrics": final_metrics(e2e), "parity": parity(e2e),
-            "mfu": mfu(runtime, entry), "errors": errors(runs)}
+            "mfu": mfu(runtime, entry), "errors": {side: msgs + block_errors(entry.get("blocks"))[side] for side, msgs in errors(runs).items()}}
 
 
-def decompose(runs: list[dict]) -> dict:
-    """ms/step per side and setting, the framework gap (L/P) per setting and the feature cost (full/barebones)
-    per side, each ratio paired within a round so slow drift of the machine cancels."""
-    out = {"step_ms": {}, "wall_seconds": {}, "framework_gap": {}, "feature_cost": {}}
-    for label in ("barebones", "full"):
-        chosen = _select(runs, "decomposition", label)
-        out["step_ms"][label] = {s: spread(v) for s, v in _by_side(chosen, "step_ms").items()}
-        out["wall_seconds"][label] = {s: spread(v) for s, v in _by_side(chosen, "wall_seconds").items()}
-        out["framework_gap"][label] = _paired(chosen, "step_ms")
-    for side in SIDES:
-        own = [r for r in runs if r["side"] == side]
-        out["feature_cost"][side] = _paired(own, "step_ms", key="label", over=("full", "barebones"))
+def block_errors(blocks: dict | None) -> dict[str, list[str]]:
+    """Failed blocks (and a worker failure) per side, so a missing arm shows up as a failed run."""
+    out = {side: [] for side in SIDES}
+    if blocks and blocks.get("error"):
+        for side in SIDES:
+            out[side].append(f"blocks: {blocks['error']}")
+    for name, setting in (blocks or {}).get("settings", {}).items():
+        for b in setting["blocks"]:
+            if not b["ok"]:
+                out[b["arm"].split()[0]].append(f"block {name}/{b['arm']} r{b['round']}: {b['error']}")
     return out
 
 
@@ -193,23 +207,148 @@ def parity(runs: list[dict]) -> list[dict]:
             "max_step_loss_diff_epoch0": float(np.max(np.abs(a[:n] - b[:n]))) if n else None,
             "max_step_loss_diff_all": float(np.max(np.abs(all_a[:m] - all_b[:m]))) if m else None,
             "steps_compared": n,
+            "step_losses": {"plain": len(all_a), "lightning": len(all_b)},
             "epochs_run": {"plain": p["epochs_run"], "lightning": lt["epochs_run"]},
+            "digests_present": all(m.get(k) for m in (p, lt) for k in ("initial_weights_sha256", "final_weights_sha256")),
             "final_weights_identical": p["final_weights_sha256"] == lt["final_weights_sha256"],
         })
     return rows
 
 
 def mfu(runtime: dict, entry: dict) -> dict:
-    """Model FLOP utilisation: training FLOPs/sample x steady samples/s over the measured matmul ceiling."""
-    per_sample, ceiling = entry.get("flops_per_sample"), (entry.get("ceiling") or {}).get("flops_per_s")
-    out = {"flops_per_sample": per_sample, "ceiling_flops_per_s": ceiling, "sides": {}}
+    """Model FLOP utilisation: training FLOPs/sample x steady samples/s over the device's peak (the usual MFU)
+    and over the best measured fp32 matmul (before or after the runs, whichever was faster)."""
+    peak = (entry.get("peak") or {}).get("fp32")
+    ceilings = [c["flops_per_s"] for c in (entry.get("ceiling_before"), entry.get("ceiling_after"), entry.get("ceiling"))
+                if c and c.get("flops_per_s")]
+    ceiling = max(ceilings) if ceilings else None
+    per_sample = entry.get("flops_per_sample")
+    out = {"flops_per_sample": per_sample, "peak_flops": peak, "measured_ceiling_flops": ceiling,
+           "ceiling_drift": (ceilings[1] / ceilings[0]) if len(ceilings) == 2 else None, "sides": {}}
     for side in SIDES:
         sps = runtime["samples_per_s"]["sides"][side]
-        if sps and per_sample and ceiling:
+        if sps and per_sample:
             achieved = per_sample * sps["median"]
-            out["sides"][side] = {"achieved_flops_per_s": achieved, "mfu": achieved / ceiling}
+            out["sides"][side] = {"achieved_flops_per_s": achieved,
+                                  "mfu_vs_peak": achieved / peak if peak else None,
+                                  "fraction_of_ceiling": achieved / ceiling if ceiling else None}
     return out
 
 
 def summarize(raw: dict) -> dict:
-    return {acc: summarize_accelerator(entry) for acc, entry in raw["accelerators"].items()}
+    """Per accelerator ("cpu", "gpu") every table's numbers; plus the headline figures keyed by accelerator."""
+    out = {acc: summarize_accelerator(entry, acc) for acc, entry in raw["accelerators"].items()}
+    overhead = {acc: step_overhead(out[acc]["blocks"]) for acc in raw["accelerators"]}
+    out["step_overhead"] = {acc: v for acc, v in overhead.items() if v}
+    out["mfu"] = {acc: {"peak_flops": out[acc]["mfu"]["peak_flops"],
+                        "measured_ceiling_flops": out[acc]["mfu"]["measured_ceiling_flops"],
+                        "mfu_vs_peak": {side: v["mfu_vs_peak"] for side, v in out[acc]["mfu"]["sides"].items()},
+                        "fraction_of_ceiling": {side: v["fraction_of_ceiling"] for side, v in out[acc]["mfu"]["sides"].items()}}
+                  for acc in raw["accelerators"]}
+    return out
+
+
+ACCELERATORS = ("cpu", "gpu")
+
+
+def per_accelerator(summary: dict) -> dict:
+    """The per-accelerator entries of a summary (without the headline keys)."""
+    return {acc: summary[acc] for acc in ACCELERATORS if acc in summary}
+
+
+def _block_table(setting: dict, metric: str) -> dict[int, dict[str, float]]:
+    """round -> arm -> seconds per step (metric 'cpu' or 'wall') of the blocks that finished."""
+    table = {}
+    for b in setting["blocks"]:
+        if b["ok"]:
+            table.setdefault(b["round"], {})[b["arm"]] = b["per_step"][metric]
+    return table
+
+
+def _paired_blocks(table: dict, a: str, b: str) -> tuple[list[float], list[float]]:
+    rounds = [v for v in table.values() if a in v and b in v]
+    return [v[a] for v in rounds], [v[b] for v in rounds]
+
+
+def block_comparison(setting: dict, metric: str, a: str, b: str) -> dict:
+    """Arm a against arm b, paired by round: ratio a/b (t on logs) and difference a - b in µs per step (t)."""
+    num, den = _paired_blocks(_block_table(setting, metric), a, b)
+    return {"ratio": paired_ratio(num, den),
+            "difference_us": t_interval([1e6 * (x - y) for x, y in zip(num, den)])}
+
+
+def block_arms(setting: dict, metric: str) -> dict[str, dict | None]:
+    """µs per step of each arm (spread over its blocks)."""
+    table = _block_table(setting, metric)
+    return {arm: spread([1e6 * v[arm] for v in table.values() if arm in v]) for arm in setting["arms"]}
+
+
+def block_epoch_cost(setting: dict, a: str, b: str) -> dict | None:
+    """Whole-block wall seconds per epoch, a - b, paired by round: what a feature costs outside the step loop too
+    (validation logging, checkpoint files, early stopping), with a t-interval."""
+    table = {}
+    for blk in setting["blocks"]:
+        if blk["ok"]:
+            table.setdefault(blk["round"], {})[blk["arm"]] = blk["block_wall_seconds"]
+    epochs = _flag_value(setting["flags"], "--epochs")
+    diffs = [(v[a] - v[b]) / epochs for v in table.values() if a in v and b in v]
+    return t_interval(diffs)
+
+
+def _flag_value(flags: list[str], flag: str) -> int:
+    return int(flags[len(flags) - 1 - flags[::-1].index(flag) + 1])  # the last occurrence wins, as in argparse
+
+
+def primary_metric(accelerator: str) -> str:
+    """CPU time on the CPU (steadier on a shared machine); wall time on a GPU, where the CPU mostly waits."""
+    return "cpu" if accelerator == "cpu" else "wall"
+
+
+def summarize_blocks(blocks: dict | None, accelerator: str) -> dict | None:
+    """The interleaved-block figures of one accelerator, in both metrics; `primary` names the headline one."""
+    if not blocks:
+        return None
+    out = {"primary": primary_metric(accelerator), "threads": blocks["threads"], "error": blocks.get("error"),
+           "settings": {}}
+    for name, setting in blocks["settings"].items():
+        arms = setting["arms"]
+        row = {"flags": setting["flags"], "arms": {}, "comparisons": {}}
+        for metric in ("cpu", "wall"):
+            row["arms"][metric] = block_arms(setting, metric)
+            pairs = [("lightning", "plain"), ("plain A/A", "plain"), ("plain full", "plain"),
+                     ("lightning full", "lightning"), ("lightning full", "plain full")]
+            row["comparisons"][metric] = {f"{a} / {b}": block_comparison(setting, metric, a, b)
+                                          for a, b in pairs if a in arms and b in arms}
+        # same flags and seed in every barebones arm: the final weights of all of them must be one digest
+        digests = {b["final_weights_sha256"] for b in setting["blocks"] if b["ok"] and "full" not in b["arm"]}
+        row["final_weight_digests"] = sorted(d for d in digests if d) + (["(missing)"] if None in digests or "" in digests else [])
+        row["epoch_cost_wall_s"] = {f"{a} - {b}": block_epoch_cost(setting, a, b)
+                                    for a, b in (("plain full", "plain"), ("lightning full", "lightning"))
+                                    if a in arms and b in arms}
+        out["settings"][name] = row
+    return out
+
+
+def step_overhead(blocks: dict | None) -> dict | None:
+    """The headline: Lightning/plain per-step ratio with its A/A control, and the fixed cost in µs per step."""
+    if not blocks or "step" not in blocks["settings"]:
+        return None
+    metric = blocks["primary"]
+    main = blocks["settings"]["step"]["comparisons"][metric]
+    ratio, aa = main["lightning / plain"]["ratio"], main["plain A/A / plain"]["ratio"]
+    if not ratio or not ratio["ci95"]:
+        return None
+    out = {"metric": metric, "ratio": ratio["ratio"], "ratio_ci": ratio["ci95"], "confidence": CONFIDENCE,
+           "n": ratio["n"], "method": "Student t on per-round log ratios",
+           "aa_control": aa["ratio"] if aa else None, "aa_control_ci": aa["ci95"] if aa else None}
+    fixed = blocks["settings"].get("fixed")
+    if fixed:
+        arms, diff = fixed["arms"][metric], fixed["comparisons"][metric]["lightning / plain"]["difference_us"]
+        aa_diff = fixed["comparisons"][metric]["plain A/A / plain"]["difference_us"]
+        if diff:
+            out["fixed_overhead_us"] = {
+                "plain": arms["plain"]["median"], "lightning": arms["lightning"]["median"],
+                "difference": diff["mean"], "difference_ci": [diff["low"], diff["high"]], "n": diff["n"],
+                "aa_difference_ci": [aa_diff["low"], aa_diff["high"]] if aa_diff else None,
+                "flags": fixed["flags"]}
+    return out

@@ -24,8 +24,8 @@ class RunRecorder(L.Callback):
         self.fit_seconds = 0.0
         self._fit_start = 0.0
         self._epoch_losses: list[torch.Tensor] = []
-        self._epoch_start = 0.0
-        self._train_seconds = 0.0
+        self._epoch_start = self._epoch_start_cpu = 0.0
+        self._timing: dict[str, float] = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # the training phase starts here, after Lightning's setup (and, under DDP, after the launch of the
@@ -40,7 +40,7 @@ class RunRecorder(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # the plain side starts its clock before its loop asks the loader for the first batch; so do we
         synchronize(self.device)
-        self._epoch_start = time.perf_counter()
+        self._epoch_start, self._epoch_start_cpu = time.perf_counter(), time.process_time()
         self._epoch_losses = []
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
@@ -60,7 +60,9 @@ class RunRecorder(L.Callback):
         # ModelCheckpoint still saves while it holds fewer than save_top_k files (check_monitor_top_k returns
         # True, _update_best_and_save maps NaN to +-inf), rewriting last.ckpt with NaN weights.
         synchronize(self.device)
-        self._train_seconds = time.perf_counter() - self._epoch_start
+        # wall time, and this process's CPU time (all threads): steadier than wall time on a shared machine
+        self._timing = {"train_seconds": time.perf_counter() - self._epoch_start,
+                        "train_cpu_seconds": time.process_time() - self._epoch_start_cpu}
         losses = torch.stack(self._epoch_losses).float().cpu().tolist()
         self.step_losses.extend(losses)
         bad = [i for i, loss in enumerate(losses) if not math.isfinite(loss)]
@@ -76,7 +78,7 @@ class RunRecorder(L.Callback):
         for name in ("train_loss", "train_acc", "val_loss", "val_acc"):
             entry[name] = float(metrics[name]) if name in metrics else None  # None in barebones (no self.log)
         entry["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
-        entry["train_seconds"] = self._train_seconds
+        entry.update(self._timing)
         self.history.append(entry)
 
     def state_dict(self) -> dict[str, Any]:

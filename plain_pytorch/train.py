@@ -40,12 +40,12 @@ def autocast(device: torch.device, cfg: TrainConfig) -> torch.autocast:
 
 
 def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                    device: torch.device, cfg: TrainConfig, logger: TrainLogger) -> tuple[torch.Tensor, list, float]:
-    """One pass over this rank's shard: (loss x n, correct, n) sums, every step's loss tensor, and the seconds."""
+                    device: torch.device, cfg: TrainConfig, logger: TrainLogger) -> tuple[torch.Tensor, list, dict]:
+    """One pass over this rank's shard: (loss x n, correct, n) sums, every step's loss tensor, and its timings."""
     net.train()
     loss_sum, correct, seen, losses = torch.zeros((), device=device), torch.zeros((), device=device), 0, []
     synchronize(device)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for x, y in loader:
         x, y = to_device(x, y, device, cfg, augment=cfg.augment)
         with autocast(device, cfg):
@@ -60,8 +60,9 @@ def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: tor
         seen += len(y)
         logger.step(loss)
     synchronize(device)
-    seconds = time.perf_counter() - start
-    return torch.stack([loss_sum, correct, torch.tensor(float(seen), device=device)]), losses, seconds
+    # wall time, and this process's CPU time (all threads): steadier than wall time on a shared machine
+    timing = {"train_seconds": time.perf_counter() - start, "train_cpu_seconds": time.process_time() - start_cpu}
+    return torch.stack([loss_sum, correct, torch.tensor(float(seen), device=device)]), losses, timing
 
 
 @torch.no_grad()
@@ -132,13 +133,13 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
             seed_everything(epoch_seed(cfg, epoch))  # dropout and augmentation become a function of (seed, epoch)
             train_loader.sampler.set_epoch(epoch)
             logger.start_epoch(epoch, len(train_loader), optimizer.param_groups[0]["lr"])
-            train_sums, losses, seconds = train_one_epoch(net, train_loader, criterion, optimizer, device, cfg, logger)
+            train_sums, losses, timing = train_one_epoch(net, train_loader, criterion, optimizer, device, cfg, logger)
             train_loss, train_acc = means(check_finite(all_reduce_sum(train_sums, world), epoch, cfg))
             broadcast_buffers(model, world)  # BatchNorm statistics come from each rank's shard: take rank 0's
             # every rank validates the whole (unsharded) set; the reduction makes the numbers bitwise equal
             val_loss, val_acc = means(all_reduce_sum(evaluate(net, val_loader, criterion, device, cfg)[0], world))
             entry = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-                     "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "train_seconds": seconds}
+                     "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], **timing}
             result.history.append(entry)
             result.step_losses += torch.stack(losses).tolist()
             logger.end_epoch(entry)

@@ -36,7 +36,7 @@ class RunResult:
     stop_reason: str = "max_epochs"  # max_epochs | early_stopping | non_finite_loss
     fit_seconds: float = 0.0
     first_step_unix: float | None = None  # wall clock after the first optimizer step (synchronised)
-    history: list[dict] = field(default_factory=list)  # per epoch: train/val loss and accuracy, lr, train_seconds
+    history: list[dict] = field(default_factory=list)  # per epoch: train/val loss and accuracy, lr, train_seconds, train_cpu_seconds
     step_losses: list[float] = field(default_factory=list)
     steps_per_epoch: int = 0
     initial_weights_sha256: str = ""

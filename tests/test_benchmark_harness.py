@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from benchmarks import report as report_mod
 from benchmarks.profiles import PROFILES
 from benchmarks.runner import MODULES, RunRecord, run_training
 from benchmarks.suite import plan
-from benchmarks.summary import paired_ratio, spread, summarize
+from benchmarks.summary import paired_ratio, spread, summarize, t_interval
 from shared.config import CLASS_NAMES
 
 CONFIG = {"data": "synthetic", "samples_per_class": 12, "balance_classes": True, "image_size": 32,
@@ -53,9 +54,23 @@ def test_spread_and_paired_ratio() -> None:
     s = spread([1.0, 2.0, 3.0, 4.0])
     assert (s["median"], s["q1"], s["q3"], s["n"]) == (2.5, 1.75, 3.25, 4)
     r = paired_ratio([2.0, 4.0, 6.0], [1.0, 2.0, 2.0])
-    assert r["median"] == 2.0 and r["n"] == 3
-    assert r["ci95"][0] <= 2.0 <= r["ci95"][1]
+    assert r["median"] == 2.0 and r["n"] == 3 and r["ratio"] == pytest.approx(12 ** (1 / 3))
+    assert r["ci95"] is None and r["range"] == [2.0, 3.0]  # 3 rounds: a range, never called a CI
+    assert report_mod.fmt_ratio(r) == "2.29x (range 2.00-3.00, n=3)"
     assert spread([]) is None and paired_ratio([], []) is None
+
+
+def test_t_interval_on_log_ratios_covers_at_n_20() -> None:
+    """Simulated A/A pairs with 5 % noise: the 95 % interval holds 1.00 in about 95 % of experiments."""
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(400):
+        a, b = rng.lognormal(0, 0.05, 20), rng.lognormal(0, 0.05, 20)
+        low, high = paired_ratio(list(a), list(b))["ci95"]
+        hits += low <= 1.0 <= high
+    assert 0.92 <= hits / 400 <= 0.98
+    ci = t_interval([1.0, 2.0, 3.0])
+    assert ci["mean"] == 2.0 and ci["half_width"] == pytest.approx(4.303 * 1 / np.sqrt(3), rel=1e-3)
 
 
 def test_summary_parity_and_metrics() -> None:
@@ -127,6 +142,41 @@ def test_plan_alternates_sides_and_skips_foreign_variants() -> None:
     ddp = [r for r in runs if r.label == "ddp, 2 processes"]
     assert {r.processes for r in ddp} == {2}
     assert any("torch.distributed.run" in r.command for r in ddp if r.side == "plain")
+
+
+def fake_blocks(rounds: int = 6) -> dict:
+    """Blocks where Lightning's step is 10 % slower (plus a little noise) and the A/A arm equals plain."""
+    rng = np.random.default_rng(1)
+    settings = {}
+    for name, base in (("step", 0.05), ("fixed", 0.002)):
+        blocks = []
+        for r in range(rounds):
+            for arm, factor in (("plain", 1.0), ("lightning", 1.1), ("plain A/A", 1.0)):
+                t = base * factor * (1 + rng.normal(0, 0.001))
+                blocks.append({"round": r, "arm": arm, "position": 0, "ok": True, "error": None,
+                               "per_step": {"cpu": t, "wall": t, "steps": 40}, "block_wall_seconds": 3.0,
+                               "block_cpu_seconds": 5.0, "final_weights_sha256": "w"})
+        settings[name] = {"flags": ["--epochs", "2"], "arms": ["plain", "lightning", "plain A/A"], "blocks": blocks}
+    return {"threads": 2, "settings": settings, "workers": {"plain": {"exit": 0, "cpu_seconds": 9.0}}}
+
+
+def test_step_overhead_from_blocks(tmp_path) -> None:
+    runs = [fake_run(side, r) for r in range(2) for side in ("plain", "lightning")]
+    raw = fake_raw(runs)
+    raw["accelerators"]["cpu"]["blocks"] = fake_blocks()
+    summary = summarize(raw)
+    h = summary["step_overhead"]["cpu"]
+    assert h["ratio"] == pytest.approx(1.1, rel=0.01) and h["ratio_ci"][0] < 1.1 < h["ratio_ci"][1]
+    assert h["n"] == 6 and h["confidence"] == 0.95 and h["aa_control_ci"][0] < 1.0 < h["aa_control_ci"][1]
+    assert h["fixed_overhead_us"]["difference"] == pytest.approx(200, rel=0.05)
+    assert summary["cpu"]["blocks"]["settings"]["step"]["final_weight_digests"] == ["w"]
+    assert set(summary["mfu"]["cpu"]) >= {"peak_flops", "measured_ceiling_flops", "mfu_vs_peak"}
+    text = (report_mod.write_report(raw, summary, tmp_path / "smoke") / "comparison.md").read_text()
+    assert f"{h['ratio']:.3f}x (95% CI {h['ratio_ci'][0]:.3f}-{h['ratio_ci'][1]:.3f}" in text
+    assert "5-10 minutes on CPU" not in text  # a seed-profile claim, not checked against the smoke profile
+    raw["accelerators"]["cpu"]["blocks"]["settings"]["step"]["blocks"][1]["ok"] = False
+    raw["accelerators"]["cpu"]["blocks"]["settings"]["step"]["blocks"][1]["error"] = "RuntimeError: boom"
+    assert any("boom" in msg for msg in summarize(raw)["cpu"]["errors"]["lightning"])
 
 
 @pytest.mark.parametrize("accelerator", ["cpu", "gpu"])

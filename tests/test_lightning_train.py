@@ -22,7 +22,7 @@ from shared.data import make_dataloaders, random_dihedral
 from shared.results import RunResult
 from shared.runtime import TrainingError
 
-HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "train_seconds"}
+HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "train_seconds", "train_cpu_seconds"}
 
 
 def tiny(output_dir: Path, **changes) -> TrainConfig:
