@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -11,10 +12,11 @@ import pytest
 import torch
 
 from benchmarks.profiles import PROFILES, REAL_DATA_ENV, Profile
-from benchmarks.report import render_markdown, write_report
+from benchmarks.report import partial_path, render_markdown, write_report
 from benchmarks.runner import ROOT
 from benchmarks.suite import run_suite
 from benchmarks.summary import summarize
+from shared.runtime import atomic_write_text
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -89,10 +91,20 @@ def suite(request: pytest.FixtureRequest, profile: Profile, tmp_path_factory: py
     accelerators = _accelerators(config.getoption("--bench-accelerators"))
     report_dir = Path(config.getoption("--report-dir") or _default_report_dir(profile, accelerators))
     terminal = config.pluginmanager.get_plugin("terminalreporter")
-    say = terminal.write_line if terminal else print
+
+    def say(line: str) -> None:  # progress as it happens, also into a file (pytest would buffer it)
+        if terminal:
+            terminal.write_line(line)
+            terminal.flush()
+        else:
+            print(line, flush=True)
+
     say(f"\nwafer-bench: profile {profile.name}, accelerators {accelerators}, report -> {report_dir}")
-    raw = run_suite(profile, accelerators, tmp_path_factory.mktemp("runs"), say)
+    partial = partial_path(report_dir)
+    raw = run_suite(profile, accelerators, tmp_path_factory.mktemp("runs"), say,
+                    save=lambda raw: atomic_write_text(partial, json.dumps(raw)))
     summary = summarize(raw)
     write_report(raw, summary, report_dir)
+    partial.unlink(missing_ok=True)
     say(render_markdown(raw, summary))
     return Suite(profile, raw, summary, report_dir)

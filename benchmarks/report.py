@@ -392,8 +392,23 @@ def write_report(raw: dict, summary: dict, report_dir: Path) -> Path:
     return report_dir
 
 
-if __name__ == "__main__":  # python -m benchmarks.report reports/seed: re-render after a change to this file
+def partial_path(report_dir: Path) -> Path:
+    """Where a running suite keeps the records measured so far (next to the report, hidden)."""
+    return report_dir.parent / f".{report_dir.name}.partial.json"
+
+
+def render_partial(report_dir: Path) -> Path:
+    """The report of a suite that was cut off, from the records it saved; what did not run is 'not measured'."""
+    from benchmarks.summary import summarize
+
+    raw = json.loads(partial_path(report_dir).read_text())
+    raw["profile_notes"] += " -- CUT OFF before the plan finished: only the runs listed were measured"
+    return write_report(raw, summarize(raw), report_dir)
+
+
+if __name__ == "__main__":  # python -m benchmarks.report [--partial] reports/seed: re-render without training
     import sys
 
-    for folder in sys.argv[1:]:
-        print(rerender(Path(folder)) / "comparison.md")
+    render = render_partial if "--partial" in sys.argv else rerender
+    for folder in (arg for arg in sys.argv[1:] if arg != "--partial"):
+        print(render(Path(folder)) / "comparison.md")

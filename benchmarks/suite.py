@@ -86,9 +86,7 @@ def plan(profile: Profile, accelerator: str) -> list[RunRecord]:
     if profile.warmup:
         for side in SIDES:
             add(side, "warmup", "full", -1, profile.base_seed, fixed)
-    for r in range(profile.rounds):
-        for side in _pairs(r):
-            add(side, "end_to_end", "full", r, profile.base_seed + r, base)
+    # the short variant runs first: a plan cut off by a time limit (a GPU lent by the minute) keeps them
     rounds = profile.variant_rounds_for(accelerator)
     for variant in profile.variants:
         if accelerator not in variant.devices:
@@ -98,6 +96,9 @@ def plan(profile: Profile, accelerator: str) -> list[RunRecord]:
             for side in _pairs(r):
                 add(side, "variant", variant.name, r, profile.base_seed,
                     [*fixed, *epochs, "--barebones", *variant.flags], variant.processes)
+    for r in range(profile.rounds):
+        for side in _pairs(r):
+            add(side, "end_to_end", "full", r, profile.base_seed + r, base)
     return records
 
 
@@ -125,8 +126,12 @@ def run_blocks(profile: Profile, accelerator: str, work_dir: Path, say: Callable
 
 
 def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
-              say: Callable[[str], None] = print) -> dict:
-    """Run the whole plan; a failed process is recorded with its error and the plan goes on."""
+              say: Callable[[str], None] = print, save: Callable[[dict], None] = lambda raw: None) -> dict:
+    """Run the whole plan; a failed process is recorded with its error and the plan goes on.
+
+    `save(raw)` is called after every stage and every training process, so a suite killed part-way (a time
+    limit) leaves the records it measured for `python -m benchmarks.report --partial`.
+    """
     raw = {"profile": profile.name, "profile_notes": profile.notes, "machine": machine_info(),
            "protocol": {"rounds": profile.rounds, "warmup": profile.warmup, "threads": torch.get_num_threads(),
                         "train_flags": list(profile.train_flags), "blocks": dataclasses.asdict(profile.blocks),
@@ -141,8 +146,12 @@ def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
             for side in _pairs(r):
                 entry["imports"][side].append(import_seconds(side))
         entry["ceiling_before"] = _soft(matmul_ceiling, acc)
+        entry["flops_per_sample"] = flops_per_sample(profile, acc)
+        entry["peak"] = _soft(lambda a: device_peak(a, [entry["ceiling_before"]]), acc)
+        save(raw)
         say(f"[{acc}] interleaved blocks")
         entry["blocks"] = run_blocks(profile, acc, work_dir / acc / "blocks", say)
+        save(raw)
         records = plan(profile, acc)
         for i, record in enumerate(records):
             # DDP processes share the cores: give both sides the same thread budget (torchrun would set 1)
@@ -154,9 +163,10 @@ def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
             say(f"[{acc} {i + 1}/{len(records)}] {record.side:9s} {record.kind:13s} {record.label:38s} "
                 f"r{record.round} {status}")
             entry["runs"].append(record.to_dict())
-        entry["flops_per_sample"] = flops_per_sample(profile, acc)
+            save(raw)
         entry["ceiling_after"] = _soft(matmul_ceiling, acc)
         entry["peak"] = _soft(lambda a: device_peak(a, [entry["ceiling_before"], entry["ceiling_after"]]), acc)
+        save(raw)
     return raw
 
 
