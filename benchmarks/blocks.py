@@ -91,10 +91,16 @@ def per_step(reply: dict) -> dict:
 
 
 def run_settings(settings: list[Setting], base_flags: list[str], threads: int, work_dir: Path, seed: int,
-                 timeout_s: float, say: Callable[[str], None] = print) -> dict:
-    """Every setting's rounds on one set of workers; a failed block is recorded and the rounds go on."""
+                 timeout_s: float, say: Callable[[str], None] = print, warmup_rounds: int = 0) -> dict:
+    """Every setting's rounds on one set of workers; a failed block is recorded and the rounds go on.
+
+    Each setting first runs `warmup_rounds` extra rounds, recorded but left out of the statistics: a worker's
+    first blocks with new shapes pay one-off costs (on a GPU: lazy CUDA module loading, cuDNN autotuning,
+    60-300 ms a step against 3-5 ms after).
+    """
     needed = sorted({arm.worker for s in settings for arm in s.arms})
-    out = {"threads": threads, "settings": {}, "workers": {}}
+    out = {"threads": threads, "warmup_rounds": warmup_rounds, "settings": {}, "workers": {}}
+    settings = [Setting(s.name, s.flags, s.arms, s.rounds + warmup_rounds) for s in settings]
     workers = {}
     try:
         for key in needed:

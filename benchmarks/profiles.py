@@ -29,6 +29,7 @@ class Blocks:
     """The interleaved-block protocol (benchmarks/blocks.py): rounds per setting and the settings' sizes."""
 
     rounds: int = 20  # per-step ratio and fixed cost: A/B/A-A rounds (the t-interval's n)
+    warmup_rounds: int = 1  # run first in every setting, left out of the statistics (one-off costs of new shapes)
     epochs: int = 1  # per block; every epoch of a block is timed (the worker is already warm)
     # one intra-op thread in every worker: with 2 threads on 2 shared cores, one descheduled thread stalls every
     # parallel region at its barrier (blocks measured 9 ms and 560 ms per step with the same flags); one

@@ -153,9 +153,12 @@ def blocks_protocol(raw: dict, summary: dict) -> str:
         first = next(iter(blocks["settings"].values()))
         flags = first["flags"]
         epochs = flags[len(flags) - 1 - flags[::-1].index("--epochs") + 1]
-        rounds = {name: max((b["round"] for b in st["blocks"]), default=-1) + 1 for name, st in blocks["settings"].items()}
-        parts.append(f"{ACC_NAMES[acc]}: {', '.join(f'{n} {k}' for k, n in rounds.items())} rounds, {epochs} epoch(s) per "
-                     f"block, {blocks['threads']} thread(s) in every worker")
+        warmup = blocks.get("warmup_rounds", 0)
+        rounds = {name: max((b["round"] for b in st["blocks"]), default=-1) + 1 - warmup
+                  for name, st in blocks["settings"].items()}
+        parts.append(f"{ACC_NAMES[acc]}: {', '.join(f'{n} {k}' for k, n in rounds.items())} rounds after {warmup} "
+                     f"warm-up round(s) per setting (measured, left out), {epochs} epoch(s) per block, "
+                     f"{blocks['threads']} thread(s) in every worker")
     return ("Each side's real `fit(cfg)` runs in a long-lived worker process (imported once; three workers: plain, "
             "Lightning and a second plain one for the A/A control). A round runs one block per arm, back to back in a "
             "shuffled order, never two at a time; a block is a barebones fixed-length run (`--barebones`, no early "

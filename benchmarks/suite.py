@@ -122,7 +122,8 @@ def block_flags(profile: Profile, accelerator: str) -> list[str]:
 def run_blocks(profile: Profile, accelerator: str, work_dir: Path, say: Callable[[str], None]) -> dict:
     """The block protocol on long-lived workers, each with the profile's (equal) thread count."""
     return run_settings(block_settings(profile, accelerator), block_flags(profile, accelerator),
-                        profile.blocks_for(accelerator).threads, work_dir, profile.base_seed, profile.timeout_s, say)
+                        profile.blocks_for(accelerator).threads, work_dir, profile.base_seed, profile.timeout_s, say,
+                        profile.blocks_for(accelerator).warmup_rounds)
 
 
 def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,

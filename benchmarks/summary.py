@@ -308,9 +308,11 @@ def summarize_blocks(blocks: dict | None, accelerator: str) -> dict | None:
     """The interleaved-block figures of one accelerator, in both metrics; `primary` names the headline one."""
     if not blocks:
         return None
+    warmup = blocks.get("warmup_rounds", 0)
     out = {"primary": primary_metric(accelerator), "threads": blocks["threads"], "error": blocks.get("error"),
-           "settings": {}}
+           "warmup_rounds": warmup, "settings": {}}
     for name, setting in blocks["settings"].items():
+        setting = {**setting, "blocks": [b for b in setting["blocks"] if b["round"] >= warmup]}
         arms = setting["arms"]
         row = {"flags": setting["flags"], "arms": {}, "comparisons": {}}
         for metric in ("cpu", "wall"):

@@ -193,3 +193,17 @@ def test_every_planned_command_is_a_valid_configuration(name, accelerator, monke
         flags = run.command[run.command.index(f"{MODULES[run.side]}.train") + 1:]
         cfg = parse_config("check", "", [*flags, "--accelerator", "cpu"])  # parsing needs no GPU
         assert cfg.seed == run.seed
+
+
+def test_warm_up_rounds_are_recorded_but_left_out() -> None:
+    raw = fake_raw([fake_run(side, r) for r in range(2) for side in ("plain", "lightning")])
+    blocks = fake_blocks(rounds=7)
+    for setting in blocks["settings"].values():
+        for b in setting["blocks"]:
+            if b["round"] == 0 and b["arm"] == "lightning":  # a cold worker: 60x its steady step
+                b["per_step"] = {**b["per_step"], "cpu": 60 * b["per_step"]["cpu"], "wall": 60 * b["per_step"]["wall"]}
+    raw["accelerators"]["cpu"]["blocks"] = blocks
+    assert summarize(raw)["step_overhead"]["cpu"]["ratio"] > 1.5  # counted, round 0 swamps the 10 %
+    blocks["warmup_rounds"] = 1
+    h = summarize(raw)["step_overhead"]["cpu"]
+    assert h["ratio"] == pytest.approx(1.1, rel=0.01) and h["n"] == 6
