@@ -51,7 +51,7 @@ class Profile:
     variant_epochs: int  # fixed-length fresh-process runs of the variants table
     variant_rounds: int
     gpu_variant_rounds: int | None = None  # GPU time is lent by the minute: fewer rounds there
-    blocks: Blocks = Blocks()
+    blocks: Blocks | None = Blocks()  # None: no interleaved blocks (the per-step overhead is another profile's job)
     gpu_blocks: Blocks | None = None  # None: the same as on the CPU
     variants: tuple[Variant, ...] = ()
     warmup: bool = True  # one untimed round first (file cache, .pyc, allocator)
@@ -67,7 +67,7 @@ class Profile:
             return self.gpu_variant_rounds
         return self.variant_rounds
 
-    def blocks_for(self, accelerator: str) -> Blocks:
+    def blocks_for(self, accelerator: str) -> Blocks | None:
         return self.gpu_blocks if accelerator == "gpu" and self.gpu_blocks is not None else self.blocks
 
     def flags_for(self, accelerator: str) -> list[str]:
@@ -125,9 +125,10 @@ PROFILES = {
         train_flags=("--samples-per-class", "3000", "--image-size", "32", "--epochs", "25", "--batch-size", "64",
                      "--patience", "5", "--class-weights", "--augment", "--monitor", "val_loss"),
         rounds=1, variant_epochs=2, variant_rounds=1, warmup=False, timeout_s=2400,
-        # a real-data block is a whole epoch of ~11,000 maps plus the natural-mix validation and test (~30 s on
-        # 2 cores): enough rounds for an interval, not for the seed profile's resolution
-        blocks=Blocks(rounds=5, feature_rounds=2),
+        # no interleaved blocks: a real-data block is an epoch of ~11,000 maps plus the natural-mix validation and
+        # test (~30 s on 2 cores, and the batch-1 near-zero-cost setting would validate 4,600 maps one by one), so
+        # even 5 rounds would double the profile; the per-step overhead is the seed profile's measurement
+        blocks=None,
         needs_real_data=True,
         notes="WM-811K subset, each class capped at 3,000 maps, class-weighted loss, flips and 90-degree rotations",
     ),

@@ -135,8 +135,9 @@ def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
     """
     raw = {"profile": profile.name, "profile_notes": profile.notes, "machine": machine_info(),
            "protocol": {"rounds": profile.rounds, "warmup": profile.warmup, "threads": torch.get_num_threads(),
-                        "train_flags": list(profile.train_flags), "blocks": dataclasses.asdict(profile.blocks),
-                        "gpu_blocks": dataclasses.asdict(profile.blocks_for("gpu"))},
+                        "train_flags": list(profile.train_flags),
+                        "blocks": dataclasses.asdict(profile.blocks) if profile.blocks else None,
+                        "gpu_blocks": dataclasses.asdict(profile.blocks_for("gpu")) if profile.blocks_for("gpu") else None},
            "lines_of_code": lines_of_code(), "accelerators": {}}
     if profile.needs_real_data:  # fill the preprocessed-data cache untimed, or the first run alone pays for it
         load_wm811k(os.environ[REAL_DATA_ENV], TrainConfig(**_config_from_flags(profile)).image_size)
@@ -150,9 +151,10 @@ def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
         entry["flops_per_sample"] = flops_per_sample(profile, acc)
         entry["peak"] = _soft(lambda a: device_peak(a, [entry["ceiling_before"]]), acc)
         save(raw)
-        say(f"[{acc}] interleaved blocks")
-        entry["blocks"] = run_blocks(profile, acc, work_dir / acc / "blocks", say)
-        save(raw)
+        if profile.blocks_for(acc) is not None:
+            say(f"[{acc}] interleaved blocks")
+            entry["blocks"] = run_blocks(profile, acc, work_dir / acc / "blocks", say)
+            save(raw)
         records = plan(profile, acc)
         for i, record in enumerate(records):
             # DDP processes share the cores: give both sides the same thread budget (torchrun would set 1)

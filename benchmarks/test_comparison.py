@@ -11,8 +11,8 @@ from benchmarks.conftest import Suite
 from benchmarks.runner import SIDES
 from benchmarks.summary import per_accelerator
 
-# the profile whose per-step figures the report states as resolved (real runs 5 rounds of 30-s blocks: an interval,
-# not +-2 %; smoke only exercises the code)
+# the profile whose per-step figures the report states as resolved (real runs no blocks; smoke only exercises
+# the code)
 RESOLVED = ("seed",)
 
 
@@ -61,6 +61,8 @@ def test_step_losses_match_on_cpu(suite: Suite) -> None:
 
 def test_blocks_train_the_same_weights_on_cpu(suite: Suite) -> None:
     """Every barebones block of a setting has the same flags and seed: one final-weight digest across all arms."""
+    if suite.profile.blocks is None:
+        pytest.skip(f"the {suite.profile.name} profile runs no interleaved blocks")
     blocks = suite.summary.get("cpu", {}).get("blocks")
     assert blocks, "no interleaved blocks on the CPU"
     for name, row in blocks["settings"].items():
@@ -80,6 +82,8 @@ def test_final_metrics_agree(suite: Suite) -> None:
 
 def test_step_overhead_measured(suite: Suite) -> None:
     """The headline exists for every accelerator, with an interval around its ratio and an A/A control."""
+    if suite.profile.blocks is None:
+        pytest.skip(f"the {suite.profile.name} profile runs no interleaved blocks")
     for acc in _accs(suite):
         h = suite.summary["step_overhead"].get(acc)
         assert h, f"{acc}: per-step overhead not measured"
@@ -149,4 +153,5 @@ def test_report_states_the_figures(suite: Suite) -> None:
     for acc, entry in data["raw"]["accelerators"].items():
         for run in entry["runs"]:
             assert run["cpu_seconds"] and math.isfinite(run["cpu_seconds"]), (acc, run["label"], run["side"])
-        assert all(w["cpu_seconds"] > 0 for w in entry["blocks"]["workers"].values()), acc
+        if suite.profile.blocks is not None:
+            assert all(w["cpu_seconds"] > 0 for w in entry["blocks"]["workers"].values()), acc

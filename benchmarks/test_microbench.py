@@ -28,8 +28,8 @@ def _flags(profile: Profile, setting: str, output_dir: str) -> list[str]:
 @pytest.mark.parametrize("side", SIDES)
 def test_fit_block(benchmark, profile: Profile, side: str, setting: str, tmp_path) -> None:
     """One barebones epoch of the profile's step (`step`) or of the near-zero-cost step (`fixed`), on the CPU."""
-    if profile.needs_real_data:
-        pytest.skip("micro-benchmarks use synthetic data; run them with the seed profile")
+    if profile.needs_real_data or profile.blocks is None:
+        pytest.skip("micro-benchmarks use synthetic data and the block settings; run them with the seed profile")
     fit = importlib.import_module(f"{MODULES[side]}.train").fit
     cfg = parse_config("microbench", "", _flags(profile, setting, str(tmp_path)))
     steps = []
