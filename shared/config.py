@@ -90,9 +90,9 @@ class TrainConfig:
         _require("output_dir", self.output_dir, self.output_dir.strip() != "", "must name a folder")
         # numpy, sklearn (RandomState) and DistributedSampler reject negative seeds, RandomState also >= 2**32
         _require("seed", self.seed, 0 <= self.seed < 2**32, "must be in [0, 2**32)")
-        _require("lr", self.lr, self.lr > 0, "must be > 0")
         for name in ("lr", "weight_decay", "min_delta"):  # inf passes the range checks, then trains to NaN
             _require(name, getattr(self, name), math.isfinite(getattr(self, name)), "must be finite")
+        _require("lr", self.lr, self.lr > 0, "must be > 0")
         _require("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
         for name in ("val_fraction", "test_fraction"):
             _require(name, getattr(self, name), 0 < getattr(self, name) < 1, "must be in (0, 1)")
