@@ -66,7 +66,8 @@ def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description
     try:
         main(cfg)
     except KeyboardInterrupt:
-        print(f"{prog}: {interrupted_message(cfg, prog, argv)}", file=sys.stderr)
+        sys.stdout.flush()  # a progress bar may hold the line: start the message on a line of its own
+        print(f"\n{prog}: {interrupted_message(cfg, prog, argv)}", file=sys.stderr)
         sys.exit(130)
     except WaferBenchError as err:
         exit_with(parser, err)

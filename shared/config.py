@@ -84,11 +84,15 @@ class TrainConfig:
         for name in ("samples_per_class", "patience", "save_top_k", "num_workers", "min_delta", "weight_decay"):
             _require(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
         _require("image_size", self.image_size, self.image_size >= 8, "must be >= 8 (three 2x poolings)")
+        # DataLoader hands batch_size to itertools.islice, which raises a bare ValueError past sys.maxsize
+        _require("batch_size", self.batch_size, self.batch_size <= 2**31, "must be <= 2**31")
+        # an empty folder name would scatter the run's outputs over the current directory
+        _require("output_dir", self.output_dir, self.output_dir.strip() != "", "must name a folder")
         # numpy, sklearn (RandomState) and DistributedSampler reject negative seeds, RandomState also >= 2**32
         _require("seed", self.seed, 0 <= self.seed < 2**32, "must be in [0, 2**32)")
-        _require("lr", self.lr, self.lr > 0, "must be > 0")
         for name in ("lr", "weight_decay", "min_delta"):  # inf passes the range checks, then trains to NaN
             _require(name, getattr(self, name), math.isfinite(getattr(self, name)), "must be finite")
+        _require("lr", self.lr, self.lr > 0, "must be > 0")
         _require("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
         for name in ("val_fraction", "test_fraction"):
             _require(name, getattr(self, name), 0 < getattr(self, name) < 1, "must be in (0, 1)")

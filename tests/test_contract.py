@@ -201,6 +201,7 @@ def test_evaluate_refuses_a_training_runs_folder(finished, call_main):
     ("train", ["--weight-decay", "inf"], "--weight-decay"),
     ("train", ["--min-delta", "inf"], "--min-delta"),
     ("train", ["--overwrite", "--resume", "last"], "--overwrite"),
+    ("train", ["--batch-size", str(2**64)], "--batch-size"),
     ("evaluate", ["--batch-size", "0"], "--batch-size"),
     ("evaluate", ["--image-size", "4"], "--image-size"),
     ("evaluate", ["--data", "/no/such/file.pkl"], "--data"),
@@ -213,6 +214,14 @@ def test_bad_value_exits_2_naming_the_flag(side, entry, flags, named, call_main,
                                  "--output-dir", str(tmp_path / "out"), *flags)
     assert code == 2 and err.strip().splitlines()[-1].split(": error: ")[1].startswith(f"argument {named}: ")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_empty_output_dir_exits_2(side, call_main, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = call_main(train_main(side), *TINY, "--output-dir", "")
+    assert code == 2 and "argument --output-dir: " in err.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
 
 
 def nan_when_training(monkeypatch) -> None:

@@ -133,3 +133,8 @@ def test_compile_mode_needs_compile():
     assert TrainConfig(compile=True, compile_mode="reduce-overhead").compile_mode == "reduce-overhead"
     with pytest.raises(ValueError, match="compile_mode='reduce-overhead' needs --compile"):
         TrainConfig(compile_mode="reduce-overhead")
+
+
+def test_nan_learning_rate_is_called_not_finite():
+    with pytest.raises(ValueError, match=r"lr=nan must be finite"):
+        TrainConfig(lr=float("nan"))
