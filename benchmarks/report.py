@@ -13,6 +13,7 @@ from tabulate import tabulate
 from benchmarks import plots
 from benchmarks.loc import LineCount, total
 from benchmarks.runner import SIDE_NAMES as NAMES
+from benchmarks.suite import CPU_FLAGS
 from benchmarks.runner import SIDES
 from benchmarks.summary import MIN_CI_N, per_accelerator
 
@@ -337,7 +338,8 @@ def claims_section(raw: dict, summary: dict) -> list[str]:
 
 def header(raw: dict) -> list[str]:
     m = raw["machine"]
-    rows = [["CPU", f"{m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB)"], ["GPU", m["gpu"] or "none"],
+    flags = f", flags {' '.join(m['cpu_flags']) or 'none of ' + '/'.join(CPU_FLAGS)}" if "cpu_flags" in m else ""
+    rows = [["CPU", f"{m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB{flags})"], ["GPU", m["gpu"] or "none"],
             ["software", f"Python {m['python']}, torch {m['torch']}, lightning {m['lightning']}"],
             ["OS", m["os"]], ["date", m["date"]], ["profile", f"`{raw['profile']}`: {raw['profile_notes']}"]]
     return [f"# Plain PyTorch vs Lightning: {raw['profile']} profile", "",

@@ -21,18 +21,26 @@ from shared.model import build_model
 from shared.wm811k import load_wm811k
 
 
+# what sets a CPU's fp32/bf16 speed: SIMD width, FMA, bf16 dot products and AMX tiles (a virtual CPU's model name
+# often says only "Intel Xeon Processor"; machines here differed ~8x in bf16 speed)
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+
+
 def machine_info() -> dict:
     """What the figures were measured on."""
     import lightning
 
-    cpu = platform.processor() or platform.machine()
+    cpu, flags = platform.processor() or platform.machine(), []
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        lines = cpuinfo.read_text().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
         cpu = names[0] if names else cpu
+        present = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+        flags = [f for f in CPU_FLAGS if f in present]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory / 2**30, 1) if memory else None,
+    return {"cpu": cpu, "cpu_flags": flags, "cores": os.cpu_count(), "memory_gib": round(memory / 2**30, 1) if memory else None,
             "gpu": gpu, "gpu_count": torch.cuda.device_count(), "python": platform.python_version(),
             "torch": torch.__version__, "lightning": lightning.__version__, "os": platform.platform(),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import itertools
 
 import pytest
 
@@ -31,10 +32,11 @@ def test_fit_block(benchmark, profile: Profile, side: str, setting: str, tmp_pat
     if profile.needs_real_data or profile.blocks is None:
         pytest.skip("micro-benchmarks use synthetic data and the block settings; run them with the seed profile")
     fit = importlib.import_module(f"{MODULES[side]}.train").fit
-    cfg = parse_config("microbench", "", _flags(profile, setting, str(tmp_path)))
-    steps = []
+    steps, calls = [], itertools.count()
 
     def run() -> None:
+        # a folder per call: a run refuses a folder that holds another run's outputs
+        cfg = parse_config("microbench", "", _flags(profile, setting, str(tmp_path / f"call-{next(calls)}")))
         with contextlib.redirect_stdout(io.StringIO()):
             steps.append(per_step({"history": (result := fit(cfg)).history, "steps_per_epoch": result.steps_per_epoch}))
 
