@@ -8,6 +8,7 @@ from torch import nn
 
 from shared.config import TrainConfig
 from shared.runtime import epoch_seed, seed_everything
+from shared.schedule import make_scheduler
 
 
 class WaferLightningModel(L.LightningModule):
@@ -20,7 +21,7 @@ class WaferLightningModel(L.LightningModule):
         self.cfg = cfg
         self.model = model
         # the weights are a buffer of the loss module, so Lightning moves them to the device
-        self.criterion = nn.CrossEntropyLoss(weight=class_weights)
+        self.criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,5 +65,7 @@ class WaferLightningModel(L.LightningModule):
         self.log_dict({f"{stage}_loss": loss, f"{stage}_acc": acc}, on_step=False, on_epoch=True,
                       prog_bar=stage != "test", batch_size=len(y), sync_dist=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+    def configure_optimizers(self) -> dict:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        scheduler = make_scheduler(optimizer, self.cfg, self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -87,7 +87,7 @@ def make_callbacks(cfg: TrainConfig, recorder: RunRecorder) -> list[L.Callback]:
         ModelCheckpoint(dirpath=cfg.checkpoint_dir, monitor=cfg.monitor, mode=cfg.monitor_mode,
                         save_top_k=cfg.save_top_k, save_last=True, auto_insert_metric_name=False,
                         filename=f"epoch={{epoch}}-{cfg.monitor}={{{cfg.monitor}:.4f}}", enable_version_counter=False),
-        LearningRateMonitor(logging_interval="epoch"),  # no scheduler: one "lr-Adam" point per epoch
+        LearningRateMonitor(logging_interval="epoch"),  # one "lr-Adam" point per epoch, as the plain logger
         TQDMProgressBar(leave=True),  # leave=True: one line per epoch, its postfix = the epoch's metrics
     ]
 

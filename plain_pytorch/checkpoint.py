@@ -14,8 +14,8 @@ from shared.runtime import TrainingError, atomic_torch_save, load_torch_file
 
 FORMAT = "wafer-bench/plain/1"
 # keys every checkpoint this side writes has (checkpoint_state plus CheckpointSaver's)
-CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "global_step", "early_stopping", "history", "step_losses", "rng",
-                   "config", "checkpoints")
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "global_step", "early_stopping", "history",
+                   "step_losses", "rng", "config", "checkpoints")
 
 
 class CheckpointSaver:

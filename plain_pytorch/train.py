@@ -20,6 +20,7 @@ from shared.data import WaferSplits, describe, make_dataloaders, random_dihedral
 from shared.model import build_model, count_parameters
 from shared.outputs import claim_output_dir
 from shared.results import RunResult, finish_run, summary_lines
+from shared.schedule import make_scheduler
 from shared.runtime import (apply_torch_settings, epoch_seed, non_finite_loss, replica_digest, seed_everything,
                             state_digest, synchronize)
 
@@ -39,7 +40,7 @@ def autocast(device: torch.device, cfg: TrainConfig) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16-mixed")
 
 
-def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
                     device: torch.device, cfg: TrainConfig, logger: TrainLogger) -> tuple[torch.Tensor, list, dict]:
     """One pass over this rank's shard: (loss x n, correct, n) sums, every step's loss tensor, and its timings."""
     net.train()
@@ -54,6 +55,7 @@ def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: tor
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        scheduler.step()  # per optimizer step, as Lightning's interval="step"
         losses.append(loss.detach())  # stays on the device: a float() here would be a host sync every step
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -112,15 +114,17 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = model.to(device, non_blocking=True)
-    criterion = nn.CrossEntropyLoss(weight=splits.class_weights.to(device) if cfg.class_weights else None)
+    criterion = nn.CrossEntropyLoss(weight=splits.class_weights.to(device) if cfg.class_weights else None,
+                                    label_smoothing=cfg.label_smoothing)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     train_loader, val_loader, test_loader = make_dataloaders(cfg, splits, world.rank, world.size,
                                                              pin_memory=device.type == "cuda", device=device)
+    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * len(train_loader))
     result = RunResult("plain_pytorch", cfg.to_dict(), str(device), world.size, count_parameters(model),
                        steps_per_epoch=len(train_loader), initial_weights_sha256=initial_weights_sha256,
                        data_skipped=splits.skipped)
     stopper, saver = make_stopper_and_saver(cfg, world)
-    start_epoch = restore(ckpt_path, model, optimizer, stopper, saver, result) if ckpt_path else 0
+    start_epoch = restore(ckpt_path, model, optimizer, scheduler, stopper, saver, result) if ckpt_path else 0
     net = wrap_model(model, cfg, world)
     if world.is_main:
         print_banner(cfg, splits, result, start_epoch)
@@ -133,7 +137,8 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
             seed_everything(epoch_seed(cfg, epoch))  # dropout and augmentation become a function of (seed, epoch)
             train_loader.sampler.set_epoch(epoch)
             logger.start_epoch(epoch, len(train_loader), optimizer.param_groups[0]["lr"])
-            train_sums, losses, timing = train_one_epoch(net, train_loader, criterion, optimizer, device, cfg, logger)
+            train_sums, losses, timing = train_one_epoch(net, train_loader, criterion, optimizer, scheduler, device, cfg,
+                                                     logger)
             train_loss, train_acc = means(check_finite(all_reduce_sum(train_sums, world), epoch, cfg))
             broadcast_buffers(model, world)  # BatchNorm statistics come from each rank's shard: take rank 0's
             # every rank validates the whole (unsharded) set; the reduction makes the numbers bitwise equal
@@ -146,8 +151,8 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
             if stopper is not None:
                 stopper.step(entry[cfg.monitor])
             if saver is not None:
-                saver.save(checkpoint_state(model, optimizer, epoch, logger, stopper, result, cfg), epoch,
-                           entry[cfg.monitor])
+                saver.save(checkpoint_state(model, optimizer, scheduler, epoch, logger, stopper, result, cfg),
+                           epoch, entry[cfg.monitor])
         synchronize(device)
         # this process's epochs only: a resumed run does not count the time spent before the interruption
         result.fit_seconds = time.perf_counter() - fit_start
@@ -175,10 +180,11 @@ def check_finite(train_sums: torch.Tensor, epoch: int, cfg: TrainConfig) -> torc
     return train_sums
 
 
-def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, logger: TrainLogger,
-                     stopper: EarlyStopping, result: RunResult, cfg: TrainConfig) -> dict:
+def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, epoch: int,
+                     logger: TrainLogger, stopper: EarlyStopping, result: RunResult, cfg: TrainConfig) -> dict:
     """Everything a resume needs, as tensors and primitives (loadable with weights_only=True)."""
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
             "global_step": logger.global_step, "early_stopping": stopper.state_dict(),
             "history": result.history, "step_losses": torch.tensor(result.step_losses, dtype=torch.float64),
             "rng": rng_state(), "config": cfg.to_dict()}
@@ -193,12 +199,13 @@ def checked_resume_path(cfg: TrainConfig) -> Path | None:
     return path
 
 
-def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
             stopper: EarlyStopping | None, saver: CheckpointSaver | None, result: RunResult) -> int:
-    """Load a checkpoint's weights, optimizer, early stopping, top-k, history and RNG; the epoch to run next."""
+    """Load a checkpoint's weights, optimizer, schedule, early stopping, top-k, history and RNG; the next epoch."""
     ckpt = load_checkpoint(path)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
     if stopper is not None:
         stopper.load_state_dict(ckpt["early_stopping"])
     if saver is not None:

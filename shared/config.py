@@ -16,6 +16,7 @@ ACCELERATORS = ("cpu", "gpu", "auto")
 STRATEGIES = ("auto", "ddp")
 PRECISIONS = ("32", "bf16-mixed")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+LR_SCHEDULES = ("constant", "cosine")
 MONITORS = {"val_loss": "min", "val_acc": "max"}
 
 
@@ -49,6 +50,11 @@ class TrainConfig:
     batch_size: int = field(default=32, metadata=_opt("batch size per process"))
     lr: float = field(default=1e-3, metadata=_opt("Adam learning rate"))
     weight_decay: float = field(default=0.0, metadata=_opt("Adam weight decay"))
+    lr_schedule: str = field(default="constant", metadata=_opt(
+        "learning rate per optimizer step: constant, or linear warm-up then cosine decay to 0 at the last epoch",
+        choices=LR_SCHEDULES))
+    warmup_epochs: int = field(default=1, metadata=_opt("epochs of linear warm-up (--lr-schedule cosine)"))
+    label_smoothing: float = field(default=0.0, metadata=_opt("cross-entropy label smoothing"))
     class_weights: bool = field(default=False, metadata=_opt("weight the loss by inverse class frequency"))
     # early stopping and checkpoints
     patience: int = field(default=5, metadata=_opt("epochs without improvement before stopping", resume_safe=True))
@@ -81,7 +87,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("image_size", "epochs", "batch_size", "base_channels", "devices", "num_nodes", "log_every_n_steps"):
             _require(name, getattr(self, name), getattr(self, name) >= 1, "must be >= 1")
-        for name in ("samples_per_class", "patience", "save_top_k", "num_workers", "min_delta", "weight_decay"):
+        for name in ("samples_per_class", "patience", "save_top_k", "num_workers", "min_delta", "weight_decay",
+                     "warmup_epochs"):
             _require(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
         _require("image_size", self.image_size, self.image_size >= 8, "must be >= 8 (three 2x poolings)")
         # DataLoader hands batch_size to itertools.islice, which raises a bare ValueError past sys.maxsize
@@ -94,12 +101,15 @@ class TrainConfig:
             _require(name, getattr(self, name), math.isfinite(getattr(self, name)), "must be finite")
         _require("lr", self.lr, self.lr > 0, "must be > 0")
         _require("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
+        _require("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "must be in [0, 1)")
+        _require("warmup_epochs", self.warmup_epochs, self.lr_schedule == "constant" or self.warmup_epochs < self.epochs,
+                 f"must be < epochs={self.epochs} (the cosine schedule needs steps after the warm-up)")
         for name in ("val_fraction", "test_fraction"):
             _require(name, getattr(self, name), 0 < getattr(self, name) < 1, "must be in (0, 1)")
         _require("val_fraction", self.val_fraction, self.val_fraction + self.test_fraction < 1,
                  f"plus test_fraction={self.test_fraction} must leave training data (< 1)")
         for name, allowed in (("accelerator", ACCELERATORS), ("strategy", STRATEGIES),
-                              ("precision", PRECISIONS), ("monitor", tuple(MONITORS)),
+                              ("precision", PRECISIONS), ("monitor", tuple(MONITORS)), ("lr_schedule", LR_SCHEDULES),
                               ("compile_mode", COMPILE_MODES)):
             _require(name, getattr(self, name), getattr(self, name) in allowed, f"must be one of {allowed}")
         _require("compile_mode", self.compile_mode, self.compile or self.compile_mode == "default",
@@ -145,9 +155,12 @@ def experiment_changes(stored: dict, cfg: TrainConfig) -> list[str]:
     A field the checkpoint predates counts as its default, the value that run implicitly had.
     """
     current = cfg.to_dict()
+    # a schedule spans all epochs: with one, another --epochs would bend the learning-rate curve mid-run
+    scheduled = current["lr_schedule"] != "constant"
     return [f"{f.name}={stored.get(f.name, f.default)!r} (now {current[f.name]!r})"
             for f in dataclasses.fields(TrainConfig)
-            if not f.metadata["resume_safe"] and stored.get(f.name, f.default) != current[f.name]]
+            if (not f.metadata["resume_safe"] or (f.name == "epochs" and scheduled))
+            and stored.get(f.name, f.default) != current[f.name]]
 
 
 def check_same_experiment(path: str | Path, stored: dict, cfg: TrainConfig) -> None:

@@ -26,7 +26,7 @@ SUFFIX = {"plain_pytorch": "pt", "lightning_impl": "ckpt"}
 TINY = ["--samples-per-class", "12", "--image-size", "32", "--batch-size", "16", "--base-channels", "8",
         "--epochs", "1", "--accelerator", "cpu", "--seed", "7"]
 EXPERIMENT_FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if not f.metadata["resume_safe"]]
-OTHER_STRINGS = {"monitor": "val_acc", "precision": "bf16-mixed"}  # a valid second value per str field
+OTHER_STRINGS = {"monitor": "val_acc", "precision": "bf16-mixed", "lr_schedule": "cosine"}  # a valid second value per str field
 
 
 def train_main(side: str):
@@ -126,6 +126,17 @@ def test_resume_may_change_how_long_where_and_how_verbose(finished, call_main, t
                              "--epochs", "2", "--patience", "9", "--log-every-n-steps", "3")
     assert code == 0, err
     assert json.loads((copy / "metrics.json").read_text())["epochs_run"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", SIDES)
+def test_with_a_schedule_resume_may_not_change_the_epochs(side, call_main, tmp_path):
+    flags = [*TINY, "--epochs", "2", "--lr-schedule", "cosine", "--output-dir", str(tmp_path / "run")]
+    assert call_main(train_main(side), *flags)[0] == 0
+    before = snapshot(tmp_path / "run")
+    code, _, err = call_main(train_main(side), *flags, "--epochs", "3", "--resume", "last")
+    assert code == 1 and "epochs=2 (now 3)" in one_line(err)
+    assert snapshot(tmp_path / "run") == before
 
 
 @pytest.mark.slow

@@ -28,7 +28,8 @@ def comparable(result) -> dict:
 
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path):
-    flags = [*TINY_FLAGS, "--epochs", "4", "--output-dir", str(tmp_path / "killed")]
+    # a cosine schedule: the scheduler's state must come back too (a constant lr would hide a reset)
+    flags = [*TINY_FLAGS, "--epochs", "4", "--lr-schedule", "cosine", "--output-dir", str(tmp_path / "killed")]
     cfg = parse_config("test", "", flags)
     last = cfg.checkpoint_dir / "last.ckpt"
     with open(tmp_path / "killed.log", "wb") as log:
@@ -51,6 +52,8 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     uninterrupted = train.fit(cfg.replace(output_dir=str(tmp_path / "whole")))
     assert comparable(resumed) == comparable(uninterrupted)
     assert [entry["epoch"] for entry in resumed.history] == [0, 1, 2, 3]
+    lrs = [entry["lr"] for entry in resumed.history]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-9 < lrs[0]  # after warm-up: decays to 0 at the end
 
 
 def test_ddp_two_cpu_processes_write_one_set_of_outputs(tmp_path):

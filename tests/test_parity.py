@@ -16,6 +16,7 @@ FLAG_SETS = {
     "channels_last": {"channels_last": True},
     "barebones": {"barebones": True},
     "data on device": {"data_on_device": True, "augment": True},
+    "cosine schedule, label smoothing": {"lr_schedule": "cosine", "label_smoothing": 0.1},
 }
 
 
@@ -33,3 +34,4 @@ def test_both_sides_take_identical_steps(tiny_cfg, tmp_path, changes):
     if not cfg.barebones:  # Lightning forbids self.log under barebones, so it has no val metric to rank epochs by
         assert plain.best_epoch == lightning.best_epoch is not None
     assert plain.test["confusion_matrix"] == lightning.test["confusion_matrix"]
+    assert [e["lr"] for e in plain.history] == [e["lr"] for e in lightning.history]

@@ -89,8 +89,9 @@ def test_resume_with_another_experiment_is_refused(trained, tmp_path):
 
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path):
-    flags = [*TINY_FLAGS, "--epochs", "4", "--augment"]
-    reference = train.fit(tiny(tmp_path / "reference", epochs=4, augment=True))
+    # a cosine schedule: the scheduler's state must come back too (a constant lr would hide a reset)
+    flags = [*TINY_FLAGS, "--epochs", "4", "--augment", "--lr-schedule", "cosine"]
+    reference = train.fit(tiny(tmp_path / "reference", epochs=4, augment=True, lr_schedule="cosine"))
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "plain_pytorch.train", *flags, "--output-dir", str(out)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

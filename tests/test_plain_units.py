@@ -66,7 +66,7 @@ def files(directory) -> set[str]:
 
 def minimal_state(epoch: int) -> dict:
     """The keys load_checkpoint requires of a plain-side checkpoint, mostly empty."""
-    return {"model": {}, "optimizer": {}, "epoch": epoch, "global_step": 0, "early_stopping": {}, "history": [],
+    return {"model": {}, "optimizer": {}, "scheduler": {}, "epoch": epoch, "global_step": 0, "early_stopping": {}, "history": [],
             "step_losses": torch.zeros(0), "rng": {}, "config": {}}
 
 

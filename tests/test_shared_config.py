@@ -35,6 +35,11 @@ from shared.config import TrainConfig
     ({"samples_per_class": 0}, "samples_per_class", "0"),  # 0 means "no cap" only for real data
     ({"data": "/no/such/file.pkl"}, "data", "'/no/such/file.pkl'"),
     ({"resume": "/no/such/last.ckpt"}, "resume", "'/no/such/last.ckpt'"),
+    ({"lr_schedule": "step"}, "lr_schedule", "'step'"),
+    ({"label_smoothing": 1.0}, "label_smoothing", "1.0"),
+    ({"label_smoothing": float("nan")}, "label_smoothing", "nan"),
+    ({"warmup_epochs": -1}, "warmup_epochs", "-1"),
+    ({"lr_schedule": "cosine", "epochs": 3, "warmup_epochs": 3}, "warmup_epochs", "3"),
 ])
 def test_invalid_value_raises_naming_field_and_value(changes, field, value):
     with pytest.raises(ValueError) as err:
