@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -159,7 +160,7 @@ def blocks_protocol(raw: dict, summary: dict) -> str:
                   for name, st in blocks["settings"].items()}
         parts.append(f"{ACC_NAMES[acc]}: {', '.join(f'{n} {k}' for k, n in rounds.items())} rounds after {warmup} "
                      f"warm-up round(s) per setting (measured, left out), {epochs} epoch(s) per block, "
-                     f"{blocks['threads']} thread(s) in every worker")
+                     f"{blocks['threads']} thread(s) in every worker" + load_note(blocks, raw["machine"]["cores"]))
     return ("Each side's real `fit(cfg)` runs in a long-lived worker process (imported once; three workers: plain, "
             "Lightning and a second plain one for the A/A control). A round runs one block per arm, back to back in a "
             "shuffled order, never two at a time; a block is a barebones fixed-length run (`--barebones`, no early "
@@ -170,6 +171,20 @@ def blocks_protocol(raw: dict, summary: dict) -> str:
             f"{MIN_CI_N} rounds. `step` is the profile's setting, `fixed` a near-zero-cost step (1-channel CNN, 8x8 "
             "maps, batch 1) where the framework's own cost dominates, `sweep ...` settings vary the step's cost. "
             + "; ".join(parts) + ".")
+
+
+def load_note(blocks: dict, cores: int) -> str:
+    """The machine's 1-minute load average over the blocks: above cores - 1, other work shared the cores."""
+    loads = [b["loadavg_1min"] for st in blocks["settings"].values() for b in st["blocks"] if "loadavg_1min" in b]
+    if not loads:
+        return ""
+    typical = statistics.median(loads)
+    note = f"; 1-minute load average {min(loads):.1f}-{max(loads):.1f} (median {typical:.1f}) on {cores} cores"
+    # one worker runs at a time, so ~1 busy core; the median, since the average lags the phase before the blocks
+    if typical > cores - 0.5:
+        note += (" (other work shared the machine during the blocks: their noise, and so their intervals, are "
+                 "wider than this machine's own)")
+    return note
 
 
 def headline(summary: dict) -> list[str]:

@@ -207,3 +207,11 @@ def test_warm_up_rounds_are_recorded_but_left_out() -> None:
     blocks["warmup_rounds"] = 1
     h = summarize(raw)["step_overhead"]["cpu"]
     assert h["ratio"] == pytest.approx(1.1, rel=0.01) and h["n"] == 6
+
+
+@pytest.mark.parametrize(("loads", "busy"), [([2.4, 0.9, 1.0, 1.1, 1.0], False), ([2.4, 2.5, 2.6, 1.1, 2.7], True)])
+def test_the_report_says_when_other_work_shared_the_machine(loads, busy) -> None:
+    blocks = {"settings": {"step": {"blocks": [{"round": i, "loadavg_1min": x} for i, x in enumerate(loads)]}}}
+    note = report_mod.load_note(blocks, cores=2)
+    assert f"{min(loads):.1f}-{max(loads):.1f}" in note
+    assert ("other work shared the machine" in note) == busy
