@@ -41,8 +41,13 @@ class Setting:
 
 SIDE_OF_WORKER = {"plain": "plain", "plain_b": "plain", "lightning": "lightning"}
 RATIO_ARMS = (Arm("plain", "plain"), Arm("lightning", "lightning"), Arm("plain A/A", "plain_b"))
+# a block is one epoch: the cosine schedule runs there without warm-up (warm-up must leave steps after it)
+_COSINE = ("--lr-schedule", "cosine", "--warmup-epochs", "0")
 FEATURE_ARMS = (Arm("plain", "plain"), Arm("plain full", "plain", ("--no-barebones",)),
-                Arm("lightning", "lightning"), Arm("lightning full", "lightning", ("--no-barebones",)))
+                Arm("lightning", "lightning"), Arm("lightning full", "lightning", ("--no-barebones",)),
+                Arm("plain cosine", "plain", _COSINE), Arm("lightning cosine", "lightning", _COSINE))
+# arms that train the same weights as the plain barebones arm of their setting, and those with the schedule
+SAME_WEIGHTS = {"": ("plain", "lightning", "plain A/A"), "cosine": ("plain cosine", "lightning cosine")}
 
 
 class Worker:

@@ -224,17 +224,26 @@ def features_section(summary: dict) -> list[str]:
         both = comp.get("lightning full / plain full", {})
         rows.append([ACC_NAMES[acc], "Lightning / plain, both full", "", "", fmt_interval(both.get("difference_us")),
                      fmt_ratio(both.get("ratio"), 3), ""])
+        for side in SIDES:  # the LR schedule alone: barebones with a cosine schedule against barebones
+            c = comp.get(f"{side} cosine / {side}")
+            if c:
+                rows.append([ACC_NAMES[acc], f"{NAMES[side]}: LR schedule (cosine)",
+                             fmt(row["arms"][metric].get(side), " µs", 0),
+                             fmt(row["arms"][metric].get(f"{side} cosine"), " µs", 0),
+                             fmt_interval(c.get("difference_us")), fmt_ratio(c.get("ratio"), 3), ""])
     if not rows:
         return []
     return ["## Feature cost (full vs barebones)",
-            _table(rows, ["device", "side", "barebones µs/step", "full µs/step", "full - barebones per step",
-                          "full / barebones", "full - barebones per epoch (wall, whole block)"]),
+            _table(rows, ["device", "side", "barebones µs/step", "with the feature(s) µs/step",
+                          "difference per step", "ratio", "full - barebones per epoch (wall, whole block)"]),
             "\nThe same interleaved blocks with all features on (`--no-barebones`: logging per step and per epoch, "
             "progress bar, checkpoints, early stopping, learning-rate logging) against barebones, paired by round. Per "
             "step is the training loop only (the progress bar and per-step logging live there); per epoch divides the "
             "whole block's wall-time difference by its epochs, so it also holds validation logging, checkpoint files, "
-            "early stopping and the TensorBoard writer's start. The features are measured as one bundle: separate "
-            "switches per feature are not there yet.\n"]
+            "early stopping and the TensorBoard writer's start. The features are measured as one bundle; the one "
+            "feature with a switch of its own, the learning-rate schedule (`--lr-schedule cosine`: a `LambdaLR` "
+            "stepped after every optimizer step; plain by hand, Lightning from `configure_optimizers`), has its own "
+            "rows, barebones with it against barebones without.\n"]
 
 
 def variants_section(raw: dict, summary: dict) -> list[str]:

@@ -7,6 +7,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats
 
+from benchmarks.blocks import SAME_WEIGHTS
 from benchmarks.runner import SIDES
 from shared.config import TrainConfig
 
@@ -318,17 +319,25 @@ def summarize_blocks(blocks: dict | None, accelerator: str) -> dict | None:
         for metric in ("cpu", "wall"):
             row["arms"][metric] = block_arms(setting, metric)
             pairs = [("lightning", "plain"), ("plain A/A", "plain"), ("plain full", "plain"),
-                     ("lightning full", "lightning"), ("lightning full", "plain full")]
+                     ("lightning full", "lightning"), ("lightning full", "plain full"), ("plain cosine", "plain"),
+                     ("lightning cosine", "lightning"), ("lightning cosine", "plain cosine")]
             row["comparisons"][metric] = {f"{a} / {b}": block_comparison(setting, metric, a, b)
                                           for a, b in pairs if a in arms and b in arms}
-        # same flags and seed in every barebones arm: the final weights of all of them must be one digest
-        digests = {b["final_weights_sha256"] for b in setting["blocks"] if b["ok"] and "full" not in b["arm"]}
-        row["final_weight_digests"] = sorted(d for d in digests if d) + (["(missing)"] if None in digests or "" in digests else [])
+        # same flags and seed: the final weights of every barebones arm must be one digest (and of both cosine arms)
+        row["final_weight_digests"] = {group: weight_digests(setting, group_arms)
+                                       for group, group_arms in SAME_WEIGHTS.items()
+                                       if any(arm in arms for arm in group_arms)}
         row["epoch_cost_wall_s"] = {f"{a} - {b}": block_epoch_cost(setting, a, b)
                                     for a, b in (("plain full", "plain"), ("lightning full", "lightning"))
                                     if a in arms and b in arms}
         out["settings"][name] = row
     return out
+
+
+def weight_digests(setting: dict, arms: tuple[str, ...]) -> list[str]:
+    """The distinct final-weight digests of the given arms' blocks ("(missing)" for a block that has none)."""
+    digests = {b.get("final_weights_sha256") for b in setting["blocks"] if b["ok"] and b["arm"] in arms}
+    return sorted(d for d in digests if d) + (["(missing)"] if None in digests or "" in digests else [])
 
 
 def step_overhead(blocks: dict | None) -> dict | None:
