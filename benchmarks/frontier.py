@@ -1,0 +1,129 @@
+"""The real-data recipe frontier: test macro-F1 on the natural class mix against training minutes, per setting.
+
+`python -m benchmarks.frontier [--settings NAME ...] [--sides plain,lightning]` trains each setting on the
+WM-811K file at $WM811K_PATH through the sides' real CLIs (fresh processes, one at a time) and merges the records
+into reports/real/frontier.json, then redraws frontier.png and frontier.md from every record there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from benchmarks.profiles import REAL_DATA_ENV  # noqa: E402
+from benchmarks.runner import SIDE_NAMES, SIDES, RunRecord, run_training, train_command  # noqa: E402
+from benchmarks.suite import machine_info  # noqa: E402
+from shared.runtime import atomic_write_text  # noqa: E402
+
+# every setting: the training split capped at 3,000 maps per class, flips/rotations, class-weighted loss
+_BASE = ("--samples-per-class", "3000", "--batch-size", "64", "--class-weights", "--augment", "--accelerator", "cpu")
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "32px, constant lr, early stopping (patience 5)": ("--image-size", "32", "--epochs", "25", "--patience", "5"),
+    "32px, cosine 20 epochs, label smoothing 0.1": ("--image-size", "32", "--epochs", "20", "--lr-schedule", "cosine",
+                                                    "--label-smoothing", "0.1", "--patience", "100",
+                                                    "--channels-last"),
+    "48px, cosine 12 epochs, label smoothing 0.1": ("--image-size", "48", "--epochs", "12", "--lr-schedule", "cosine",
+                                                    "--label-smoothing", "0.1", "--patience", "100",
+                                                    "--channels-last"),
+    "64px, cosine 8 epochs, label smoothing 0.1": ("--image-size", "64", "--epochs", "8", "--lr-schedule", "cosine",
+                                                   "--label-smoothing", "0.1", "--patience", "100",
+                                                   "--channels-last"),
+}
+REPORT_DIR = Path("reports/real")
+
+
+def run_setting(name: str, side: str, data: str, work_dir: Path) -> dict:
+    """One training process of a setting; its time and natural-mix test metrics."""
+    record = RunRecord(side, "frontier", name, "cpu", 0, 42, train_command(side, [*_BASE, *SETTINGS[name], "--data", data]))
+    run_training(record, work_dir / f"{len(list(work_dir.glob('*')))}-{side}", timeout_s=3600)
+    if not record.ok:
+        raise SystemExit(f"{name} ({side}): {record.error}")
+    m = record.metrics
+    return {"setting": name, "side": side, "flags": list(record.command[3:]), "fit_seconds": m["fit_seconds"],
+            "train_cpu_seconds": sum(e["train_cpu_seconds"] for e in m["history"]),
+            "loadavg_1min_after": os.getloadavg()[0], "wall_seconds": record.wall_seconds,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "epochs_run": m["epochs_run"], "f1_macro": m["test"]["f1_macro"],
+            "accuracy": m["test"]["accuracy"], "test_class_mix": m["test_class_mix"],
+            "per_class_f1": {k: v["f1"] for k, v in m["test"]["per_class"].items()},
+            "final_weights_sha256": m["final_weights_sha256"], "machine": machine_info()}
+
+
+def render(records: list[dict], folder: Path) -> None:
+    """frontier.png (macro-F1 vs training minutes) and frontier.md (one row per record) from every record."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for side, marker in zip(SIDES, "os"):
+        mine = [r for r in records if r["side"] == side]
+        ax.scatter([r["fit_seconds"] / 60 for r in mine], [r["f1_macro"] for r in mine], marker=marker, s=60,
+                   label=SIDE_NAMES[side], alpha=0.8)
+    for r in records:
+        if r["side"] == "plain":
+            ax.annotate(r["setting"], (r["fit_seconds"] / 60, r["f1_macro"]), fontsize=7, xytext=(4, -10),
+                        textcoords="offset points")
+    ax.axhline(0.90, color="grey", linestyle="--", linewidth=1, label="goal 0.90")
+    ax.set(xlabel="training minutes (wall time of the fit phase)", ylabel="test macro-F1 (natural class mix)",
+           title="Real WM-811K subset: macro-F1 against training time")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(folder / "frontier.png", dpi=120)
+    plt.close(fig)
+    classes = list(records[0]["per_class_f1"]) if records else []
+    rows = [[r["setting"], SIDE_NAMES[r["side"]], f"{r['fit_seconds'] / 60:.1f}", f"{r['train_cpu_seconds'] / 60:.1f}",
+             f"{r['loadavg_1min_after']:.1f}", r["epochs_run"], f"{r['f1_macro']:.3f}", f"{r['accuracy']:.3f}",
+             *(f"{r['per_class_f1'][c]:.2f}" for c in classes)] for r in records]
+    machines = sorted({f"{r['machine']['cpu']} ({r['machine']['cores']} cores, OMP_NUM_THREADS="
+                       f"{r.get('omp_num_threads') or 'unset'}), torch {r['machine']['torch']}" for r in records})
+    text = ["# Real-data recipe frontier", "",
+            "Generated by `python -m benchmarks.frontier`: each row is one training process on the WM-811K subset "
+            "(training split capped at 3,000 maps per class, flips and rotations, class-weighted loss, batch 64, "
+            "seed 42), scored on its test split with the file's natural class mix. Measured on: "
+            + "; ".join(machines) + ".", "",
+            "`fit min` is the training phase's wall time, `CPU min` its process CPU time (training loops only), "
+            "`load` the 1-minute load average when the run ended: above the core count, other work shared the "
+            "machine and the times are inflated (the F1 figures are not affected).", "",
+            tabulate(rows, headers=["setting", "side", "fit min", "CPU min", "load", "epochs", "macro-F1", "accuracy",
+                                    *classes], tablefmt="github", disable_numparse=True), ""]
+    atomic_write_text(folder / "frontier.md", "\n".join(text))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.frontier", description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="*", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--sides", default="plain,lightning", help="comma-separated: plain, lightning")
+    parser.add_argument("--report-dir", type=Path, default=REPORT_DIR)
+    parser.add_argument("--render-only", action="store_true", help="redraw from frontier.json, train nothing")
+    args = parser.parse_args(argv)
+    data = os.environ.get(REAL_DATA_ENV)
+    sides = args.sides.split(",")
+    if not args.render_only and (not data or not Path(data).is_file()):
+        parser.error(f"set {REAL_DATA_ENV} to an LSWMD-format pickle (now {data!r})")
+    if any(side not in SIDES for side in sides):
+        parser.error(f"--sides {args.sides}: each must be one of {', '.join(SIDES)}")
+    path = args.report_dir / "frontier.json"
+    records = json.loads(path.read_text()) if path.is_file() else []
+    work_dir = args.report_dir.parent / ".frontier-runs"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name in [] if args.render_only else args.settings:
+        for side in sides:
+            print(f"{name} ({side}) ...", flush=True)
+            new = run_setting(name, side, data, work_dir)
+            print(f"  {new['fit_seconds'] / 60:.1f} min, macro-F1 {new['f1_macro']:.3f}", flush=True)
+            records = [r for r in records if (r["setting"], r["side"]) != (name, side)] + [new]
+            args.report_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(records, indent=1))  # saved after every run: a kill loses one
+    render(records, args.report_dir)
+    print(f"wrote {args.report_dir / 'frontier.md'} and frontier.png", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
