@@ -14,8 +14,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# unit tests, then the harness end to end on tiny data (this is what CI runs)
+# lint (seconds), unit tests, then the harness end to end on tiny data (this is what CI runs)
 test: install
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 	$(PY) -m pytest benchmarks --profile smoke
 

@@ -14,8 +14,8 @@ from tabulate import tabulate
 from benchmarks import plots
 from benchmarks.loc import LineCount, total
 from benchmarks.runner import SIDE_NAMES as NAMES
-from benchmarks.suite import CPU_FLAGS
 from benchmarks.runner import SIDES
+from benchmarks.suite import CPU_FLAGS
 from benchmarks.summary import MIN_CI_N, per_accelerator
 
 ACC_NAMES = {"cpu": "CPU", "gpu": "GPU"}
@@ -99,7 +99,7 @@ def runtime_protocol(raw: dict) -> str:
     rounds = len({(r["accelerator"], r["round"]) for r in runs}) // max(len(raw["accelerators"]), 1)
     warmup = any(r["kind"] == "warmup" for e in raw["accelerators"].values() for r in e["runs"])
     sizes = sorted({_train_maps(r) for r in runs if r.get("metrics")} - {None})
-    ratio = (f"the ratio is the geometric mean of per-round ratios with a t-interval on their logs" if rounds >= MIN_CI_N
+    ratio = ("the ratio is the geometric mean of per-round ratios with a t-interval on their logs" if rounds >= MIN_CI_N
              else f"with {rounds} round(s) the ratio column gives the geometric mean and the range of the per-round "
                   f"ratios, not a confidence interval")
     return (f"Each run is a fresh process started through the side's real CLI, {rounds} round(s) per side with the "
@@ -263,7 +263,8 @@ def memory_section(summary: dict) -> list[str]:
     rows = []
     for acc in ("cpu", "gpu"):
         rt = summary.get(acc, {}).get("runtime")
-        rows.append([ACC_NAMES[acc], "peak RSS of the process", *(fmt(rt["max_rss_mib"]["sides"][s], " MiB", 0) if rt else NOT_MEASURED for s in SIDES)])
+        rows.append([ACC_NAMES[acc], "peak RSS of the process",
+                     *(fmt(rt["max_rss_mib"]["sides"][s], " MiB", 0) if rt else NOT_MEASURED for s in SIDES)])
         rows.append([ACC_NAMES[acc], "torch.cuda.max_memory_allocated",
                      *(fmt(rt["cuda_peak_mib"]["sides"][s], " MiB", 1) if rt else NOT_MEASURED for s in SIDES)])
     return ["## Memory", _table(rows, ["device", "measure", *map(NAMES.get, SIDES)]),
@@ -278,7 +279,8 @@ def metrics_section(summary: dict) -> list[str]:
             if key == "per_class_f1":
                 continue
             cells = [_mean_std(row.get(side)) for side in SIDES]
-            gap = f"{row['gap']:+.4f} ({row['gap_in_seed_std']:+.2f} seed-std)" if row.get("gap_in_seed_std") is not None else (f"{row['gap']:+.4f}" if "gap" in row else NOT_MEASURED)
+            gap = (f"{row['gap']:+.4f} ({row['gap_in_seed_std']:+.2f} seed-std)" if row.get("gap_in_seed_std") is not None
+                   else (f"{row['gap']:+.4f}" if "gap" in row else NOT_MEASURED))
             rows.append([ACC_NAMES[acc], key, *cells, gap])
     per_class = [[ACC_NAMES[acc], name, *(f"{s['final_metrics']['per_class_f1'][side].get(name, float('nan')):.3f}" for side in SIDES)]
                  for acc, s in per_accelerator(summary).items() for name in s["final_metrics"]["per_class_f1"]["plain"]]

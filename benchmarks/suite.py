@@ -20,7 +20,6 @@ from shared.config import TrainConfig
 from shared.model import build_model
 from shared.wm811k import load_wm811k
 
-
 # what sets a CPU's fp32/bf16 speed: SIMD width, FMA, bf16 dot products and AMX tiles (a virtual CPU's model name
 # often says only "Intel Xeon Processor"; machines here differed ~8x in bf16 speed)
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")

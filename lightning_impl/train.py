@@ -26,8 +26,7 @@ from shared.data import WaferSplits, describe
 from shared.model import build_model, count_parameters
 from shared.outputs import claim_output_dir
 from shared.results import RunResult, finish_run, summary_lines
-from shared.runtime import (TrainingError, apply_torch_settings, load_torch_file, replica_digest, resolve_device,
-                            seed_everything, state_digest)
+from shared.runtime import TrainingError, apply_torch_settings, load_torch_file, replica_digest, resolve_device, seed_everything, state_digest
 
 IMPLEMENTATION = "lightning_impl"
 # keys every checkpoint this side writes has (ModelCheckpoint with save_weights_only=False)

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from plain_pytorch.checkpoint import CheckpointSaver, load_checkpoint, resume_path, rng_state, set_rng_state
-from plain_pytorch.distributed import (World, all_reduce_sum, broadcast_buffers, close_distributed,
-                                       init_distributed, wrap_model)
+from plain_pytorch.distributed import World, all_reduce_sum, broadcast_buffers, close_distributed, init_distributed, wrap_model
 from plain_pytorch.early_stopping import EarlyStopping
 from plain_pytorch.logger import TrainLogger
 from shared.cli import run_cli
@@ -20,9 +19,8 @@ from shared.data import WaferSplits, describe, make_dataloaders, random_dihedral
 from shared.model import build_model, count_parameters
 from shared.outputs import claim_output_dir
 from shared.results import RunResult, finish_run, summary_lines
+from shared.runtime import apply_torch_settings, epoch_seed, non_finite_loss, replica_digest, seed_everything, state_digest, synchronize
 from shared.schedule import make_scheduler
-from shared.runtime import (apply_torch_settings, epoch_seed, non_finite_loss, replica_digest, seed_everything,
-                            state_digest, synchronize)
 
 
 def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, cfg: TrainConfig,

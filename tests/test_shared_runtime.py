@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import shared.runtime as runtime
-from shared.runtime import (atomic_torch_save, atomic_write_bytes, atomic_write_text, epoch_seed, resolve_device,
-                            seed_everything)
+from shared.runtime import atomic_torch_save, atomic_write_bytes, atomic_write_text, epoch_seed, resolve_device, seed_everything
 
 
 def current_umask() -> int:

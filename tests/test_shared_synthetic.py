@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from shared.config import CLASS_NAMES
-from shared.synthetic import (MIN_MAPS_PER_CLASS, WM811K_CLASS_COUNTS, class_counts, fail_fraction,
-                              generate_wafer_maps, wafer_grid)
+from shared.synthetic import MIN_MAPS_PER_CLASS, WM811K_CLASS_COUNTS, class_counts, fail_fraction, generate_wafer_maps, wafer_grid
 
 # per-class median fail fraction (failed dies / dies) of real WM-811K maps
 REAL_MEDIANS = {"Center": 0.25, "Donut": 0.26, "Edge-Loc": 0.16, "Edge-Ring": 0.14, "Loc": 0.15,
