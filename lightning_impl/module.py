@@ -14,15 +14,20 @@ from shared.schedule import make_scheduler
 class WaferLightningModel(L.LightningModule):
     """Trains any classifier `model` (here WaferCNN) with cross-entropy and Adam, as the contract prescribes."""
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig, class_weights: torch.Tensor | None = None) -> None:
+    def __init__(self, model: nn.Module, loss_weights: torch.Tensor | None = None, **config) -> None:
         super().__init__()
-        # every flag goes into hparams.yaml and the checkpoint (plain values); the model object does not
-        self.save_hyperparameters(cfg.to_dict())
-        self.cfg = cfg
+        # every flag goes into hparams.yaml and the checkpoint (plain values); the model and the weights do not,
+        # so load_from_checkpoint(path, model=..., loss_weights=...) rebuilds this module from the file
+        self.save_hyperparameters(ignore=["model", "loss_weights"])
         self.model = model
         # the weights are a buffer of the loss module, so Lightning moves them to the device
-        self.criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
+        self.criterion = nn.CrossEntropyLoss(weight=loss_weights, label_smoothing=self.cfg.label_smoothing)
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def cfg(self) -> TrainConfig:
+        """The run's configuration, read from the hyperparameters (their one copy)."""
+        return TrainConfig(**self.hparams)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -34,7 +39,7 @@ class WaferLightningModel(L.LightningModule):
         return self.criterion(logits, y), logits.argmax(dim=1), y
 
     def on_train_epoch_start(self) -> None:
-        # contract item 4: dropout and augmentation draw from (seed, epoch) alone, so resume is exact
+        # dropout and augmentation draw from (seed, epoch) alone, so a resumed run draws what an uninterrupted one does
         seed_everything(epoch_seed(self.cfg, self.current_epoch))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -57,6 +62,11 @@ class WaferLightningModel(L.LightningModule):
         self.test_outputs.append((y, preds))  # for the shared sklearn metrics after trainer.test
         if not self.trainer.barebones:
             self.log_epoch_metrics("test", loss, preds, y)
+
+    def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels and predictions of the last trainer.test, on the CPU."""
+        y_true, y_pred = (torch.cat(parts).cpu() for parts in zip(*self.test_outputs))
+        return y_true, y_pred
 
     def log_epoch_metrics(self, stage: str, loss: torch.Tensor, preds: torch.Tensor, y: torch.Tensor) -> None:
         """Sample-weighted epoch means `{stage}_loss`/`{stage}_acc` (on_epoch: no host sync per step)."""

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
+from plain_pytorch.early_stopping import EarlyStopping
+from plain_pytorch.logger import TrainLogger
 from shared.config import TrainConfig, check_same_experiment
+from shared.results import RunResult
 from shared.runtime import TrainingError, atomic_torch_save, load_torch_file
 
 FORMAT = "wafer-bench/plain/1"
@@ -18,6 +23,7 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "global_step", "e
                    "step_losses", "rng", "config", "checkpoints")
 
 
+# Lightning: ModelCheckpoint
 class CheckpointSaver:
     """Keeps the best `top_k` checkpoints by the monitored metric, plus last.pt (timm's CheckpointSaver, pared down)."""
 
@@ -54,11 +60,14 @@ class CheckpointSaver:
         self.best = [[score, name] for score, name in state["best"] if (self.directory / name).is_file()]
 
 
-def resume_path(cfg: TrainConfig) -> Path:
-    """The checkpoint --resume names: 'last' is checkpoint_dir/last.pt."""
+def resume_path(cfg: TrainConfig) -> Path | None:
+    """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
+    if cfg.resume is None:
+        return None
     path = cfg.checkpoint_dir / "last.pt" if cfg.resume == "last" else Path(cfg.resume)
     if not path.is_file():
         raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}")
+    load_checkpoint(path, cfg)
     return path
 
 
@@ -79,6 +88,36 @@ def load_checkpoint(path: str | Path, cfg: TrainConfig | None = None) -> dict:
     if cfg is not None:
         check_same_experiment(path, ckpt["config"], cfg)
     return ckpt
+
+
+# Lightning: ModelCheckpoint's dump_checkpoint (the file's contents)
+def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler, epoch: int,
+                     logger: TrainLogger, stopper: EarlyStopping, result: RunResult, cfg: TrainConfig) -> dict:
+    """Everything a resume needs, as tensors and primitives (loadable with weights_only=True)."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "global_step": logger.global_step, "early_stopping": stopper.state_dict(),
+            "history": result.history, "step_losses": torch.tensor(result.step_losses, dtype=torch.float64),
+            "rng": rng_state(), "config": cfg.to_dict()}
+
+
+# Lightning: Trainer.fit(ckpt_path=...)
+def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
+            stopper: EarlyStopping | None, saver: CheckpointSaver | None, result: RunResult) -> int:
+    """Load a checkpoint's weights, optimizer, schedule, early stopping, top-k, history and RNG; the next epoch."""
+    ckpt = load_checkpoint(path)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if stopper is not None:
+        stopper.load_state_dict(ckpt["early_stopping"])
+    if saver is not None:
+        saver.load_state_dict(ckpt["checkpoints"])
+    result.history = ckpt["history"]
+    result.step_losses = ckpt["step_losses"].tolist()
+    # redundant while every epoch reseeds, but it keeps a resume exact if RNG is ever drawn between epochs
+    set_rng_state(ckpt["rng"])
+    return ckpt["epoch"] + 1
 
 
 def rng_state() -> dict:

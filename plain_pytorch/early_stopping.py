@@ -6,6 +6,7 @@ import math
 import operator
 
 
+# Lightning: EarlyStopping
 class EarlyStopping:
     """Stop once the monitored metric has not improved by more than min_delta for `patience` epochs."""
 

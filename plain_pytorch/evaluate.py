@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from plain_pytorch.checkpoint import load_checkpoint
-from plain_pytorch.train import evaluate
-from shared.cli import evaluation_config, run_evaluate_cli
+from plain_pytorch.module import evaluate
+from shared import evaluation
+from shared.cli import run_evaluate_cli
 from shared.config import TrainConfig
-from shared.data import evaluation_dataset, make_loader
-from shared.model import build_model, count_parameters
-from shared.results import RunResult, finish_run
-from shared.runtime import TrainingError, apply_torch_settings, resolve_device, state_digest
+from shared.model import build_model
+from shared.results import RunResult
 
+IMPLEMENTATION = "plain_pytorch"
 PROG = "python -m plain_pytorch.evaluate"
 
 
@@ -25,29 +27,27 @@ def load_model(path: str, ckpt: dict, cfg: TrainConfig) -> nn.Module:
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
-        raise TrainingError(f"{path}: weights do not fit WaferCNN(base_channels={cfg.base_channels}) "
-                            f"({str(err).splitlines()[0]})") from err
+        raise evaluation.weights_error(path, cfg, err) from err
     return model
 
 
+def predict(model: nn.Module, loader: DataLoader, cfg: TrainConfig,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and predictions over the loader, by the training loop's own evaluate."""
+    _, y_true, y_pred = evaluate(model.to(device), loader, nn.CrossEntropyLoss(), device, cfg)
+    return y_true, y_pred
+
+
 def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
-    """Test metrics of the checkpoint's weights on the chosen data, written as metrics.json and plots."""
+    """Test metrics of the checkpoint's weights on the chosen data, as metrics.json and plots."""
     ckpt = load_checkpoint(args.checkpoint)
-    cfg = evaluation_config(ckpt["config"], args)
-    apply_torch_settings(cfg)
-    device = resolve_device(cfg)
-    model = load_model(args.checkpoint, ckpt, cfg).to(device)
-    dataset, skipped = evaluation_dataset(cfg)
-    loader = make_loader(dataset, cfg, pin_memory=device.type == "cuda", device=device)
-    _, y_true, y_pred = evaluate(model, loader, nn.CrossEntropyLoss(), device, cfg)
-    result = RunResult("plain_pytorch", cfg.to_dict(), str(device), num_parameters=count_parameters(model),
-                       epochs_run=0, data_skipped=skipped, final_weights_sha256=state_digest(model))
-    return finish_run(result, cfg, dataset.tensors[0], y_true, y_pred)
+    return evaluation.evaluate_checkpoint(args, IMPLEMENTATION, ckpt, ckpt["config"], load_model, predict)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    run_evaluate_cli(evaluate_checkpoint, PROG, __doc__, "a plain_pytorch checkpoint (.pt); its config rebuilds the model",
-                     argv)
+    """Command-line entry point."""
+    run_evaluate_cli(evaluate_checkpoint, PROG, __doc__,
+                     "a plain_pytorch checkpoint (.pt); its config rebuilds the model", argv)
 
 
 if __name__ == "__main__":

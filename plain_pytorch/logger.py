@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -11,9 +10,9 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from shared.config import TrainConfig
-from shared.runtime import synchronize
 
 
+# Lightning: TensorBoardLogger + TQDMProgressBar + LearningRateMonitor
 class TrainLogger:
     """Counts optimizer steps on every rank; on rank 0 draws the progress bar and writes epoch lines and scalars.
 
@@ -24,7 +23,6 @@ class TrainLogger:
     def __init__(self, cfg: TrainConfig, device: torch.device, is_main: bool, global_step: int = 0) -> None:
         self.cfg, self.device, self.is_main = cfg, device, is_main
         self.global_step = global_step  # optimizer steps so far (a resumed run starts at the checkpoint's)
-        self.first_step_unix: float | None = None
         self.bar: tqdm | None = None
         self.writer: SummaryWriter | None = None
         if is_main and not cfg.barebones:
@@ -38,11 +36,8 @@ class TrainLogger:
             self.bar = tqdm(total=steps, desc=f"Epoch {epoch}", file=sys.stdout, leave=False, dynamic_ncols=True)
 
     def step(self, loss: torch.Tensor) -> None:
-        """After each optimizer step: the run's first step is timed; the loss goes to the bar and TensorBoard."""
+        """After each optimizer step: the loss goes to the bar and TensorBoard."""
         self.global_step += 1
-        if self.first_step_unix is None:
-            synchronize(self.device)
-            self.first_step_unix = time.time()
         if self.bar is None:
             return
         logged = self.global_step % self.cfg.log_every_n_steps == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from tabulate import tabulate
 
 from shared.config import TrainConfig
-from shared.data import class_mix
+from shared.data import WaferSplits, class_mix, describe
 from shared.metrics import classification_metrics
 from shared.plots import plot_confusion_matrix, plot_sample_predictions
 from shared.runtime import atomic_write_text
@@ -94,3 +95,25 @@ def summary_lines(result: RunResult) -> list[str]:
         f"recall {t['recall_macro']:.4f} | F1 (macro) {t['f1_macro']:.4f}",
         f"fit {result.fit_seconds:.1f} s; outputs in {result.config['output_dir']}",
     ]
+
+
+def best_epoch(history: list[dict], cfg: TrainConfig) -> tuple[int | None, float | None]:
+    """The epoch with the best monitored value and that value; ties pick the earlier epoch, as ModelCheckpoint."""
+    scored = [entry for entry in history if entry[cfg.monitor] is not None]  # none in Lightning's barebones
+    best = (min if cfg.monitor_mode == "min" else max)(scored, key=lambda e: e[cfg.monitor], default=None)
+    return (best["epoch"], best[cfg.monitor]) if best else (None, None)
+
+
+def print_banner(cfg: TrainConfig, splits: WaferSplits, result: RunResult) -> None:
+    """The data, model, device and global batch of the run about to start."""
+    print(describe(cfg, splits))
+    print(f"model: WaferCNN, {result.num_parameters:,} parameters | device {result.device} | precision "
+          f"{cfg.precision} | {result.world_size} process(es) x batch {cfg.batch_size} = global batch "
+          f"{cfg.batch_size * result.world_size}", flush=True)
+
+
+def report(fit: Callable[[TrainConfig], RunResult], cfg: TrainConfig) -> None:
+    """Train, then print the summary (on global rank 0, the only process that fills result.test)."""
+    result = fit(cfg)
+    if result.test:
+        print(*summary_lines(result), sep="\n")

@@ -46,6 +46,13 @@ def resolve_device(cfg: TrainConfig) -> torch.device:
     return torch.device("cuda" if use_cuda else "cpu")
 
 
+def trainer_device_args(cfg: TrainConfig, device: torch.device) -> dict:
+    """The device resolve_device picked and cfg's precision, in Lightning's Trainer terms."""
+    # "auto" in Lightning would also consider MPS/TPU; bf16-mixed is autocast there, as on the plain side
+    return {"accelerator": "gpu" if device.type == "cuda" else "cpu",
+            "precision": "32-true" if cfg.precision == "32" else cfg.precision}
+
+
 def apply_torch_settings(cfg: TrainConfig) -> None:
     """Global numeric settings, identical on both sides (Lightning has no Trainer flag for these)."""
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)

@@ -1,0 +1,41 @@
+"""Checkpoints are ModelCheckpoint's; this side only finds, reads and checks the file --resume names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning_impl.module import WaferLightningModel
+from shared.config import TrainConfig, check_same_experiment
+from shared.runtime import TrainingError, load_torch_file
+
+# keys every checkpoint this side writes has (ModelCheckpoint with save_weights_only=False)
+CHECKPOINT_KEYS = ("state_dict", "hyper_parameters", "loops", "callbacks", "optimizer_states")
+
+
+def resume_path(cfg: TrainConfig) -> str | None:
+    """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
+    if cfg.resume is None:
+        return None
+    path = cfg.checkpoint_dir / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
+    if not path.is_file():
+        raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}")
+    check_same_experiment(path, dict(load_checkpoint(path)["hyper_parameters"]), cfg)
+    return str(path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint this side wrote, on the CPU; anything else is a TrainingError naming the file."""
+    ckpt = load_torch_file(path)
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
+    if missing:
+        raise TrainingError(f"{path}: not a Lightning checkpoint of this project (missing {', '.join(missing)})")
+    return ckpt
+
+
+def check_weight_shapes(path: str, lit: WaferLightningModel) -> None:
+    """TrainingError if the checkpoint's weights do not fit the model (a same-config file from elsewhere)."""
+    found = {k: tuple(v.shape) for k, v in load_checkpoint(path)["state_dict"].items()}
+    expected = {k: tuple(v.shape) for k, v in lit.state_dict().items()}
+    if found != expected:
+        diff = sorted(set(found.items()) ^ set(expected.items()))[:3]
+        raise TrainingError(f"{path}: weights do not fit this model/flags (differing: {diff})")
