@@ -11,6 +11,10 @@ from pathlib import Path
 _NON_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 
+# measurement code lives in modules of these names on both sides, so it can be counted apart from training code
+MEASUREMENT_FILES = ("recorder.py",)
+ROLES = ("training", "measurement")
+
 
 @dataclass(frozen=True)
 class LineCount:
@@ -36,14 +40,26 @@ def docstring_lines(tree: ast.AST) -> set[int]:
 
 
 def count_source(text: str) -> LineCount:
-    """Count one module's text: lines holding a real token, minus docstring lines; plus ast.stmt nodes."""
+    """Count one module's text: lines holding a real token and ast.stmt nodes, docstrings left out of both."""
     tree = ast.parse(text)
     code_lines: set[int] = set()
     for tok in tokenize.generate_tokens(io.StringIO(text).readline):
         if tok.type not in _NON_CODE:
             code_lines.update(range(tok.start[0], tok.end[0] + 1))
-    statements = sum(isinstance(node, ast.stmt) for node in ast.walk(tree))
-    return LineCount(len(text.splitlines()), len(code_lines - docstring_lines(tree)), statements)
+    docstrings = docstring_lines(tree)
+    # a docstring is one Expr statement starting on a docstring line; no other statement starts there
+    statements = sum(isinstance(node, ast.stmt) and node.lineno not in docstrings for node in ast.walk(tree))
+    return LineCount(len(text.splitlines()), len(code_lines - docstrings), statements)
+
+
+def role(path: str) -> str:
+    """'measurement' for a side's recorder module (timers, the run record), 'training' for the rest."""
+    return "measurement" if Path(path).name in MEASUREMENT_FILES else "training"
+
+
+def by_role(counts: dict[str, LineCount]) -> dict[str, LineCount]:
+    """A package's per-file counts summed per role: training first, then measurement."""
+    return {name: total({path: c for path, c in counts.items() if role(path) == name}) for name in ROLES}
 
 
 def count_package(folder: Path) -> dict[str, LineCount]:
@@ -53,4 +69,5 @@ def count_package(folder: Path) -> dict[str, LineCount]:
 
 
 def total(counts: dict[str, LineCount]) -> LineCount:
+    """The sum of per-file counts."""
     return sum(counts.values(), LineCount(0, 0, 0))

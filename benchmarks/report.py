@@ -12,7 +12,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from benchmarks import plots
-from benchmarks.loc import LineCount, total
+from benchmarks.loc import LineCount, by_role, role, total
 from benchmarks.runner import SIDE_NAMES as NAMES
 from benchmarks.runner import SIDES
 from benchmarks.suite import CPU_FLAGS
@@ -68,15 +68,27 @@ def loc_totals(loc: dict) -> dict[str, LineCount]:
     return {pkg: total({k: LineCount(**v) for k, v in files.items()}) for pkg, files in loc.items()}
 
 
+def loc_roles(loc: dict) -> dict[str, dict[str, LineCount]]:
+    """Per-side sums of training and measurement code (shared/ has no sides)."""
+    return {pkg: by_role({k: LineCount(**v) for k, v in files.items()}) for pkg, files in loc.items() if pkg != "shared"}
+
+
 def loc_section(loc: dict) -> list[str]:
-    totals = loc_totals(loc)
-    rows = [[path, c["raw"], c["source"], c["statements"]] for files in loc.values() for path, c in files.items()]
-    rows += [[f"**total {pkg}/**", t.raw, t.source, t.statements] for pkg, t in totals.items()]
-    p, lt = totals["plain_pytorch"], totals["lightning_impl"]
-    return ["## Lines of code", _table(rows, ["file", "raw lines", "source lines", "statements"]),
-            f"\nSource lines exclude blanks, comments and docstrings; statements count `ast.stmt` nodes, which line "
-            f"wrapping cannot change. `shared/` is used by both and charged to neither. Lightning's side has "
-            f"{lt.source} source lines against plain PyTorch's {p.source} ({lt.source / max(p.source, 1):.2f}x).\n"]
+    totals, roles = loc_totals(loc), loc_roles(loc)
+    rows = [[path, role(path) if pkg != "shared" else "", c["raw"], c["source"], c["statements"]]
+            for pkg, files in loc.items() for path, c in files.items()]
+    for pkg, t in totals.items():
+        rows += [[f"**{pkg}/ {name}**", name, c.raw, c.source, c.statements] for name, c in roles.get(pkg, {}).items()]
+        rows.append([f"**total {pkg}/**", "", t.raw, t.source, t.statements])
+    p, lt = roles["plain_pytorch"], roles["lightning_impl"]
+    train, measure = (p["training"], lt["training"]), (p["measurement"], lt["measurement"])
+    return ["## Lines of code", _table(rows, ["file", "role", "raw lines", "source lines", "statements"]),
+            f"\nSource lines exclude blanks, comments and docstrings; statements count `ast.stmt` nodes other than "
+            f"docstrings, which line wrapping cannot change. `shared/` is used by both and charged to neither. "
+            f"Measurement code (each side's `recorder.py`: timers and the run record the benchmark reads) is counted "
+            f"apart. Lightning's side has {train[1].source} training source lines against plain PyTorch's "
+            f"{train[0].source} ({train[1].source / max(train[0].source, 1):.2f}x); measurement "
+            f"{measure[1].source} vs {measure[0].source}.\n"]
 
 
 def runtime_section(raw: dict, summary: dict) -> list[str]:
@@ -346,13 +358,15 @@ def _pct(x: float | None) -> str:
 
 def claims_section(raw: dict, summary: dict) -> list[str]:
     loc = {pkg: t.source for pkg, t in loc_totals(raw["lines_of_code"]).items()}
+    training = {pkg: r["training"].source for pkg, r in loc_roles(raw["lines_of_code"]).items()}
     def wall(acc):
         rt = summary.get(acc, {}).get("runtime")
         return " / ".join(f"{NAMES[s]} {fmt(rt['wall_seconds']['sides'][s], ' s', 1)}" for s in SIDES) if rt else NOT_MEASURED
     metrics = next(iter(per_accelerator(summary).values()))["final_metrics"] if per_accelerator(summary) else {}
     acc_f1 = " / ".join(f"{NAMES[s]} accuracy {metrics['accuracy'][s]['mean']:.4f}, F1 {metrics['f1_macro'][s]['mean']:.4f}"
                         for s in SIDES if metrics and metrics["accuracy"].get(s))
-    rows = [[CLAIMS["lines"], f"{loc['plain_pytorch']} vs {loc['lightning_impl']} source lines (+{loc['shared']} shared)"]]
+    rows = [[CLAIMS["lines"], f"{training['plain_pytorch']} vs {training['lightning_impl']} training source lines "
+                              f"(+{loc['shared']} shared)"]]
     if raw["profile"] == CLAIMS_PROFILE:  # the runtime and accuracy claims are about this setting only
         rows += [[CLAIMS["runtime_cpu"], wall("cpu")], [CLAIMS["runtime_gpu"], wall("gpu")],
                  [CLAIMS["accuracy"], acc_f1 or NOT_MEASURED]]

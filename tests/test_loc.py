@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from benchmarks.loc import LineCount, count_package, count_source, total
+from benchmarks.loc import LineCount, by_role, count_package, count_source, role, total
 
 
 def count(src: str) -> LineCount:
@@ -40,8 +40,8 @@ def test_docstrings_are_excluded_but_strings_are_not() -> None:
     ''')
     # code lines: def f, s = ..., return s, class K, value = ...
     assert c.source == 5
-    # statements: def, assign, return, class, assign + 3 docstring Expr statements
-    assert c.statements == 8
+    # statements: def, assign, return, class, assign; docstrings are left out here as in the line count
+    assert c.statements == 5
 
 
 def test_wrapped_call_is_one_statement_many_lines() -> None:
@@ -70,5 +70,13 @@ def test_count_package_and_total(tmp_path) -> None:
     (pkg / "mod.py").write_text("a = 1\nif a:\n    b = 2\n")
     counts = count_package(pkg)
     assert set(counts) == {"pkg/__init__.py", "pkg/mod.py"}
-    assert counts["pkg/__init__.py"] == LineCount(1, 0, 1)
-    assert total(counts) == LineCount(4, 3, 4)
+    assert counts["pkg/__init__.py"] == LineCount(1, 0, 0)
+    assert total(counts) == LineCount(4, 3, 3)
+
+
+def test_recorder_modules_count_as_measurement() -> None:
+    counts = {"side/train.py": LineCount(10, 8, 6), "side/module.py": LineCount(5, 4, 3),
+              "side/recorder.py": LineCount(7, 5, 4)}
+    assert [role(path) for path in counts] == ["training", "training", "measurement"]
+    assert by_role(counts) == {"training": LineCount(15, 12, 9), "measurement": LineCount(7, 5, 4)}
+    assert by_role({"side/train.py": LineCount(1, 1, 1)})["measurement"] == LineCount(0, 0, 0)
