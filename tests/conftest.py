@@ -10,13 +10,22 @@ import pytest
 from shared.config import TrainConfig
 
 REAL_DATA_ENV = "WM811K_PATH"
+SIDES = ["plain_pytorch", "lightning_impl"]
+# tiny() as command-line flags (add --epochs and --output-dir), for the tests that start a side's CLI
+TINY_FLAGS = ["--samples-per-class", "12", "--image-size", "32", "--batch-size", "16", "--base-channels", "8",
+              "--accelerator", "cpu", "--seed", "7"]
+
+
+def tiny(output_dir: str | Path, **changes) -> TrainConfig:
+    """9 classes x 12 maps at 32x32, 2 epochs, CPU, outputs in output_dir: trains in seconds."""
+    return TrainConfig(samples_per_class=12, image_size=32, epochs=2, batch_size=16, base_channels=8,
+                       patience=5, accelerator="cpu", output_dir=str(output_dir), seed=7).replace(**changes)
 
 
 @pytest.fixture
 def tiny_cfg(tmp_path: Path) -> TrainConfig:
-    """9 classes x 12 maps at 32x32, 2 epochs, CPU, outputs under tmp_path."""
-    return TrainConfig(samples_per_class=12, image_size=32, epochs=2, batch_size=16, base_channels=8,
-                       patience=5, accelerator="cpu", output_dir=str(tmp_path / "run"), seed=7)
+    """tiny() with outputs under tmp_path."""
+    return tiny(tmp_path / "run")
 
 
 @pytest.fixture

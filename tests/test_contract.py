@@ -15,16 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import SIDES, TINY_FLAGS
 
 from shared.config import TrainConfig
 from shared.errors import DataError
 from shared.model import WaferCNN
 from shared.outputs import LOCK_NAME, claim_output_dir, output_lock
 
-SIDES = ["plain_pytorch", "lightning_impl"]
 SUFFIX = {"plain_pytorch": "pt", "lightning_impl": "ckpt"}
-TINY = ["--samples-per-class", "12", "--image-size", "32", "--batch-size", "16", "--base-channels", "8",
-        "--epochs", "1", "--accelerator", "cpu", "--seed", "7"]
+TINY = [*TINY_FLAGS, "--epochs", "1"]
 EXPERIMENT_FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if not f.metadata["resume_safe"]]
 OTHER_STRINGS = {"monitor": "val_acc", "precision": "bf16-mixed", "lr_schedule": "cosine"}  # a valid second value per str field
 

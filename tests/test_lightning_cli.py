@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_FLAGS
 
 from lightning_impl import train
 from shared.cli import parse_config
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-TINY_FLAGS = ["--samples-per-class", "12", "--image-size", "32", "--batch-size", "16", "--base-channels", "8",
-              "--accelerator", "cpu", "--seed", "7"]
 
 
 def comparable(result) -> dict:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
+from conftest import tiny
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_impl import evaluate, train
@@ -24,11 +22,6 @@ from shared.runtime import TrainingError
 
 HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "train_seconds", "train_cpu_seconds"}
 
-
-def tiny(output_dir: Path, **changes) -> TrainConfig:
-    """The tests/conftest.py tiny_cfg, for module-scoped runs."""
-    return TrainConfig(samples_per_class=12, image_size=32, epochs=2, batch_size=16, base_channels=8, patience=5,
-                       accelerator="cpu", output_dir=str(output_dir), seed=7).replace(**changes)
 
 
 @pytest.fixture(scope="module")
@@ -145,51 +138,6 @@ def test_augmentation_only_on_training_batches(tiny_cfg):
     augmented = datamodule.on_after_batch_transfer((x, y), 0)[0]
     torch.manual_seed(0)
     assert torch.equal(augmented, random_dihedral(x)) and not torch.equal(augmented, x)
-
-
-@pytest.mark.parametrize("flags", [["--epochs", "0"], ["--precision", "fp8"], ["--lr", "fast"]])
-def test_bad_flags_are_rejected_like_the_plain_side(flags, monkeypatch, capsys):
-    plain = pytest.importorskip("plain_pytorch.train")
-    outcomes = []
-    for side in (plain, train):
-        monkeypatch.setattr(sys, "argv", ["prog", *flags])
-        with pytest.raises(SystemExit) as stopped:
-            side.main()
-        message = capsys.readouterr().err.strip().splitlines()[-1]
-        outcomes.append((stopped.value.code, message.split(": error: ", 1)[1]))
-    assert outcomes[0] == outcomes[1]
-    assert outcomes[1][0] == 2 and outcomes[1][1].startswith(f"argument {flags[0]}")
-
-
-@pytest.mark.slow
-def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, call_main):
-    cfg, result = trained
-    best = next(cfg.checkpoint_dir.glob(f"epoch={result.best_epoch}-*.ckpt"))
-    code, out, err = call_main(evaluate.main, "--checkpoint", str(best), "--output-dir", str(tmp_path),
-                                   "--accelerator", "cpu")
-    assert code == 0, err
-    evaluated = json.loads((tmp_path / "metrics.json").read_text())
-    assert evaluated["test"] == result.test  # the run tested this checkpoint on the same synthetic test split
-    assert evaluated["implementation"] == "lightning_impl" and (tmp_path / "sample_predictions.png").is_file()
-    assert "test: accuracy" in out
-    per_class = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] == ["Scratch"]}
-    scratch = evaluated["test"]["per_class"]["Scratch"]
-    assert per_class["Scratch"] == [f"{scratch[k]:.3f}" for k in ("precision", "recall", "f1")] + [str(scratch["support"])]
-    assert "test class mix: synthetic, balanced" in out
-
-
-@pytest.mark.slow
-def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, call_main, monkeypatch):
-    monkeypatch.setenv("WAFER_BENCH_CACHE", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    maps = [rng.integers(0, 3, size=(26, 26)).astype(np.uint8) for _ in range(12)]
-    labels = [np.array([["Center"]]), np.array([["none"]]), np.zeros((0, 0))] * 4  # a third unlabelled
-    pd.DataFrame({"waferMap": maps, "failureType": labels}).to_pickle(tmp_path / "mini.pkl")
-    code, out, err = call_main(evaluate.main, "--checkpoint", str(trained[0].checkpoint_dir / "last.ckpt"),
-                                   "--data", str(tmp_path / "mini.pkl"), "--output-dir", str(tmp_path / "out"))
-    assert code == 0, err
-    test = json.loads((tmp_path / "out" / "metrics.json").read_text())["test"]
-    assert sum(c["support"] for c in test["per_class"].values()) == 8 and ": 8 maps" in out
 
 
 @pytest.mark.parametrize("bogus", ["text", "plain_side", "missing"])

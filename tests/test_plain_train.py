@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
+from conftest import TINY_FLAGS, tiny
 
 from plain_pytorch import evaluate as evaluate_cli
 from plain_pytorch import module, train
@@ -25,17 +24,10 @@ from shared.runtime import TrainingError, state_digest
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-TINY_FLAGS = ["--samples-per-class", "12", "--image-size", "32", "--batch-size", "16", "--base-channels", "8",
-              "--accelerator", "cpu", "--seed", "7"]
 REQUIRED_KEYS = {"implementation", "config", "device", "world_size", "num_parameters", "epochs_run", "best_epoch",
                  "best_score", "stop_reason", "fit_seconds", "first_step_unix", "history", "step_losses",
                  "steps_per_epoch", "initial_weights_sha256", "final_weights_sha256", "peak_cuda_memory_bytes", "test"}
 
-
-def tiny(output_dir: Path, **changes) -> TrainConfig:
-    """The tests/conftest.py tiny_cfg, for module-scoped runs."""
-    return TrainConfig(samples_per_class=12, image_size=32, epochs=2, batch_size=16, base_channels=8, patience=5,
-                       accelerator="cpu", output_dir=str(output_dir), seed=7).replace(**changes)
 
 
 def weights_digest(path: Path) -> str:
@@ -133,35 +125,6 @@ def test_non_finite_loss_stops_and_keeps_checkpoints(tiny_cfg, monkeypatch):
     assert last["epoch"] == 0 and all(torch.isfinite(t).all() for t in last["model"].values())
     assert {p.name for p in tiny_cfg.checkpoint_dir.iterdir()} == {p.name for p in tiny_cfg.checkpoint_dir.glob("epoch=0-*")} | {"last.pt"}
     assert not (Path(tiny_cfg.output_dir) / "metrics.json").exists()
-
-
-def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, call_main):
-    cfg, metrics = trained
-    best = cfg.checkpoint_dir / next(p.name for p in cfg.checkpoint_dir.glob(f"epoch={metrics['best_epoch']}-*"))
-    code, out, err = call_main(evaluate_cli.main, "--checkpoint", str(best), "--data", "synthetic", "--output-dir", str(tmp_path))
-    assert code == 0, err
-    evaluated = json.loads((tmp_path / "metrics.json").read_text())
-    assert evaluated["test"] == metrics["test"] and evaluated["epochs_run"] == 0
-    assert evaluated["implementation"] == "plain_pytorch" and (tmp_path / "confusion_matrix.png").is_file()
-    assert "test: accuracy" in out
-    per_class = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] == ["Scratch"]}
-    scratch = evaluated["test"]["per_class"]["Scratch"]
-    assert per_class["Scratch"] == [f"{scratch[k]:.3f}" for k in ("precision", "recall", "f1")] + [str(scratch["support"])]
-    assert "test class mix: synthetic, balanced" in out
-
-
-def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, call_main, monkeypatch):
-    monkeypatch.setenv("WAFER_BENCH_CACHE", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    maps = [rng.integers(0, 3, size=(26, 26)).astype(np.uint8) for _ in range(12)]
-    labels = [np.array([["Center"]]), np.array([["none"]]), np.zeros((0, 0))] * 4  # a third unlabelled
-    pd.DataFrame({"waferMap": maps, "failureType": labels}).to_pickle(tmp_path / "mini.pkl")
-    cfg, _ = trained
-    code, _, err = call_main(evaluate_cli.main, "--checkpoint", str(cfg.checkpoint_dir / "last.pt"),
-                                 "--data", str(tmp_path / "mini.pkl"), "--output-dir", str(tmp_path / "out"))
-    assert code == 0, err
-    test = json.loads((tmp_path / "out" / "metrics.json").read_text())["test"]
-    assert sum(c["support"] for c in test["per_class"].values()) == 8
 
 
 @pytest.mark.parametrize("bogus", ["text", "lightning"])

@@ -1,0 +1,82 @@
+"""What both sides promise alike, tested once over ["plain_pytorch", "lightning_impl"]: evaluate, bad flags."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SIDES, TINY_FLAGS, tiny
+
+from shared.cli import parse_config
+from shared.results import RunResult
+
+SUFFIX = {"plain_pytorch": "pt", "lightning_impl": "ckpt"}
+
+
+def entry(side: str, command: str):
+    """The side's module for `command` ('train' or 'evaluate')."""
+    return importlib.import_module(f"{side}.{command}")
+
+
+@pytest.fixture(scope="module", params=SIDES)
+def trained(request, tmp_path_factory) -> tuple[str, Path, RunResult]:
+    """(side, checkpoint folder, result) of one tiny run per side, with its best checkpoint kept."""
+    cfg = tiny(tmp_path_factory.mktemp(request.param) / "run", save_top_k=1)
+    return request.param, cfg.checkpoint_dir, entry(request.param, "train").fit(cfg)
+
+
+def test_tiny_flags_are_the_tiny_config(tmp_path):
+    flags = [*TINY_FLAGS, "--epochs", "2", "--output-dir", str(tmp_path)]
+    assert parse_config("test", "", flags) == tiny(tmp_path)
+
+
+@pytest.mark.slow
+def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, call_main):
+    side, checkpoints, result = trained
+    best = next(checkpoints.glob(f"epoch={result.best_epoch}-*.{SUFFIX[side]}"))
+    code, out, err = call_main(entry(side, "evaluate").main, "--checkpoint", str(best), "--data", "synthetic",
+                               "--output-dir", str(tmp_path), "--accelerator", "cpu")
+    assert code == 0, err
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    # the run tested this checkpoint on the same synthetic test split
+    assert evaluated["test"] == json.loads(json.dumps(result.test)) and evaluated["epochs_run"] == 0
+    assert evaluated["implementation"] == side
+    assert (tmp_path / "confusion_matrix.png").is_file() and (tmp_path / "sample_predictions.png").is_file()
+    assert "test: accuracy" in out
+    per_class = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] == ["Scratch"]}
+    scratch = evaluated["test"]["per_class"]["Scratch"]
+    assert per_class["Scratch"] == [f"{scratch[k]:.3f}" for k in ("precision", "recall", "f1")] + [str(scratch["support"])]
+    assert "test class mix: synthetic, balanced" in out
+
+
+@pytest.mark.slow
+def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, call_main, monkeypatch):
+    monkeypatch.setenv("WAFER_BENCH_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    maps = [rng.integers(0, 3, size=(26, 26)).astype(np.uint8) for _ in range(12)]
+    labels = [np.array([["Center"]]), np.array([["none"]]), np.zeros((0, 0))] * 4  # a third unlabelled
+    pd.DataFrame({"waferMap": maps, "failureType": labels}).to_pickle(tmp_path / "mini.pkl")
+    side, checkpoints, _ = trained
+    code, out, err = call_main(entry(side, "evaluate").main, "--checkpoint", str(checkpoints / f"last.{SUFFIX[side]}"),
+                               "--data", str(tmp_path / "mini.pkl"), "--output-dir", str(tmp_path / "out"))
+    assert code == 0, err
+    test = json.loads((tmp_path / "out" / "metrics.json").read_text())["test"]
+    assert sum(c["support"] for c in test["per_class"].values()) == 8 and ": 8 maps" in out
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "0"], ["--precision", "fp8"], ["--lr", "fast"]])
+def test_bad_flags_are_rejected_alike(flags, monkeypatch, capsys):
+    outcomes = []
+    for side in SIDES:
+        monkeypatch.setattr(sys, "argv", ["prog", *flags])
+        with pytest.raises(SystemExit) as stopped:
+            entry(side, "train").main()
+        message = capsys.readouterr().err.strip().splitlines()[-1]
+        outcomes.append((stopped.value.code, message.split(": error: ", 1)[1]))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][0] == 2 and outcomes[1][1].startswith(f"argument {flags[0]}")
