@@ -6,21 +6,19 @@ from pathlib import Path
 
 from lightning_impl.module import WaferLightningModel
 from shared.config import TrainConfig, check_same_experiment
+from shared.outputs import resume_file
 from shared.runtime import TrainingError, load_torch_file
 
 # keys every checkpoint this side writes has (ModelCheckpoint with save_weights_only=False)
 CHECKPOINT_KEYS = ("state_dict", "hyper_parameters", "loops", "callbacks", "optimizer_states")
 
 
-def resume_path(cfg: TrainConfig) -> str | None:
+def resume_path(cfg: TrainConfig) -> Path | None:
     """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
-    if cfg.resume is None:
-        return None
-    path = cfg.checkpoint_dir / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
-    if not path.is_file():
-        raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}")
-    check_same_experiment(path, dict(load_checkpoint(path)["hyper_parameters"]), cfg)
-    return str(path)
+    path = resume_file(cfg, "last.ckpt")
+    if path is not None:
+        check_same_experiment(path, dict(load_checkpoint(path)["hyper_parameters"]), cfg)
+    return path
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -32,7 +30,7 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def check_weight_shapes(path: str, lit: WaferLightningModel) -> None:
+def check_weight_shapes(path: Path, lit: WaferLightningModel) -> None:
     """TrainingError if the checkpoint's weights do not fit the model (a same-config file from elsewhere)."""
     found = {k: tuple(v.shape) for k, v in load_checkpoint(path)["state_dict"].items()}
     expected = {k: tuple(v.shape) for k, v in lit.state_dict().items()}

@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from plain_pytorch.early_stopping import EarlyStopping
 from plain_pytorch.logger import TrainLogger
 from shared.config import TrainConfig, check_same_experiment
+from shared.outputs import resume_file
 from shared.results import RunResult
 from shared.runtime import TrainingError, atomic_torch_save, load_torch_file
 
@@ -62,12 +63,9 @@ class CheckpointSaver:
 
 def resume_path(cfg: TrainConfig) -> Path | None:
     """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
-    if cfg.resume is None:
-        return None
-    path = cfg.checkpoint_dir / "last.pt" if cfg.resume == "last" else Path(cfg.resume)
-    if not path.is_file():
-        raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}")
-    load_checkpoint(path, cfg)
+    path = resume_file(cfg, "last.pt")
+    if path is not None:
+        load_checkpoint(path, cfg)
     return path
 
 

@@ -27,6 +27,7 @@ class World:
         return self.rank == 0
 
 
+# Lightning: Trainer(strategy="ddp", devices=..., num_nodes=...) launches and joins the processes
 def init_distributed(cfg: TrainConfig) -> World:
     """Join the process group torchrun describes in the environment, or run alone."""
     device = resolve_device(cfg)
@@ -51,6 +52,7 @@ def close_distributed() -> None:
         dist.destroy_process_group()
 
 
+# Lightning: the DDP strategy wraps the LightningModule
 def wrap_model(model: nn.Module, cfg: TrainConfig, world: World) -> nn.Module:
     """DDP (gradients averaged across ranks) and/or torch.compile around the model; the model itself is kept."""
     net = model
@@ -59,6 +61,7 @@ def wrap_model(model: nn.Module, cfg: TrainConfig, world: World) -> nn.Module:
     return torch.compile(net, mode=cfg.compile_mode) if cfg.compile else net
 
 
+# Lightning: self.log(..., sync_dist=True)
 def all_reduce_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
     """Sum over ranks, in place; the identical result on every rank."""
     if world.size > 1:
@@ -66,6 +69,7 @@ def all_reduce_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
     return tensor
 
 
+# Lightning: the DDP strategy (DistributedDataParallel broadcasts rank 0's buffers)
 def broadcast_buffers(model: nn.Module, world: World) -> None:
     """Rank 0's BatchNorm running statistics to every rank (DDP averages gradients, not buffers)."""
     if world.size > 1:

@@ -97,3 +97,13 @@ def clear_outputs(path: Path, found: list[str]) -> None:
         target = path / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     print(f"--overwrite: removed {', '.join(found)} from {path}", flush=True)
+
+
+def resume_file(cfg: TrainConfig, last_name: str) -> Path | None:
+    """The checkpoint --resume names ('last' is checkpoint_dir/last_name); None without --resume, an error if missing."""
+    if cfg.resume is None:
+        return None
+    path = cfg.checkpoint_dir / last_name if cfg.resume == "last" else Path(cfg.resume)
+    if not path.is_file():
+        raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}")
+    return path
