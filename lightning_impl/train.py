@@ -150,7 +150,7 @@ def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, trainer: L.Tr
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
     run_cli(lambda cfg: report(fit, cfg), prog="python -m lightning_impl.train",
-            description=__doc__.splitlines()[0], argv=argv)
+            description="Train WaferCNN on wafer maps with a LightningModule and lightning.Trainer (--strategy ddp for DDP).", argv=argv)
 
 
 if __name__ == "__main__":  # the DDP launcher re-runs this module once per extra process
