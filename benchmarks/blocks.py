@@ -43,11 +43,25 @@ SIDE_OF_WORKER = {"plain": "plain", "plain_b": "plain", "lightning": "lightning"
 RATIO_ARMS = (Arm("plain", "plain"), Arm("lightning", "lightning"), Arm("plain A/A", "plain_b"))
 # a block is one epoch: the cosine schedule runs there without warm-up (warm-up must leave steps after it)
 _COSINE = ("--lr-schedule", "cosine", "--warmup-epochs", "0")
-FEATURE_ARMS = (Arm("plain", "plain"), Arm("plain full", "plain", ("--no-barebones",)),
-                Arm("lightning", "lightning"), Arm("lightning full", "lightning", ("--no-barebones",)),
-                Arm("plain cosine", "plain", _COSINE), Arm("lightning cosine", "lightning", _COSINE))
-# arms that train the same weights as the plain barebones arm of their setting, and those with the schedule
-SAME_WEIGHTS = {"": ("plain", "lightning", "plain A/A"), "cosine": ("plain cosine", "lightning cosine")}
+# each feature's switch (shared/config.py FEATURES): the cost of one is "full" against "full without" it
+FEATURE_SWITCHES = {"TensorBoard logging": "--no-tensorboard", "progress bar": "--no-progress-bar",
+                    "checkpoints": "--no-checkpoints", "early stopping": "--no-early-stopping"}
+
+
+def feature_arms(side: str) -> tuple[Arm, ...]:
+    """Barebones, full, full without each feature in turn, and barebones with the LR schedule, for one side."""
+    full = ("--no-barebones",)
+    return (Arm(side, side), Arm(f"{side} full", side, full),
+            *(Arm(f"{side} full without {name}", side, (*full, flag)) for name, flag in FEATURE_SWITCHES.items()),
+            Arm(f"{side} cosine", side, _COSINE))
+
+
+FEATURE_ARMS = (*feature_arms("plain"), *feature_arms("lightning"))
+# arms that train the same weights as the plain barebones arm of their setting (the features change no arithmetic:
+# a block is one epoch, early stopping never fires at its patience), and those with the schedule
+SAME_WEIGHTS = {"": ("plain", "lightning", "plain A/A",
+                     *(a.name for a in FEATURE_ARMS if "full" in a.name)),
+                "cosine": ("plain cosine", "lightning cosine")}
 
 
 class Worker:

@@ -28,7 +28,10 @@ TINY_FLAGS = ("--base-channels", "1", "--image-size", "8", "--batch-size", "1")
 class Blocks:
     """The interleaved-block protocol (benchmarks/blocks.py): rounds per setting and the settings' sizes."""
 
-    rounds: int = 20  # per-step ratio and fixed cost: A/B/A-A rounds (the t-interval's n)
+    # per-step ratio and fixed cost: A/B/A-A rounds (the t-interval's n). Every block builds its model afresh,
+    # and on the 2-core VM a fresh instance runs at its own speed (log-ratio SD ~8.5 % between two fresh
+    # instances, ~4.8 % between two blocks of one): only many rounds average that out (±2 % needs ~70)
+    rounds: int = 60
     warmup_rounds: int = 1  # run first in every setting, left out of the statistics (one-off costs of new shapes)
     epochs: int = 1  # per block; every epoch of a block is timed (the worker is already warm)
     # one intra-op thread in every worker: with 2 threads on 2 shared cores, one descheduled thread stalls every
@@ -36,7 +39,7 @@ class Blocks:
     # thread's CPU time is what the step itself costs, whatever else the machine runs
     threads: int = 1
     fixed_samples_per_class: int = 20  # the near-zero-cost setting: 126 steps per epoch at batch 1
-    feature_rounds: int = 5  # full vs barebones, both sides
+    feature_rounds: int = 10  # the features setting: 14 arms (barebones, full, full without each feature, cosine)
     sweep: tuple[tuple[str, ...], ...] = ()  # extra settings for ratio vs step time (Lightning, plain only)
     sweep_rounds: int = 3
 

@@ -16,7 +16,7 @@ from benchmarks.loc import LineCount, by_role, role, total
 from benchmarks.runner import SIDE_NAMES as NAMES
 from benchmarks.runner import SIDES
 from benchmarks.suite import CPU_FLAGS
-from benchmarks.summary import MIN_CI_N, per_accelerator
+from benchmarks.summary import MIN_CI_N, feature_pairs, per_accelerator
 
 ACC_NAMES = {"cpu": "CPU", "gpu": "GPU"}
 NOT_MEASURED = "not measured"
@@ -219,43 +219,55 @@ def headline(summary: dict) -> list[str]:
 
 
 def features_section(summary: dict) -> list[str]:
-    """full vs barebones on each side: per-step cost inside the loop, per-epoch cost of the whole block."""
+    """What each feature costs on each side: per step inside the loop, per epoch over the whole block."""
     rows = []
     for acc, s in per_accelerator(summary).items():
         row = ((s.get("blocks") or {}).get("settings") or {}).get("features")
         if not row:
             continue
         metric = s["blocks"]["primary"]
-        comp = row["comparisons"][metric]
+        comp, arms = row["comparisons"][metric], row["arms"][metric]
         for side in SIDES:
-            c = comp.get(f"{side} full / {side}", {})
-            rows.append([ACC_NAMES[acc], NAMES[side], fmt(row["arms"][metric].get(side), " µs", 0),
-                         fmt(row["arms"][metric].get(f"{side} full"), " µs", 0), fmt_interval(c.get("difference_us")),
-                         fmt_ratio(c.get("ratio"), 3),
-                         fmt_interval(row["epoch_cost_wall_s"].get(f"{side} full - {side}"), " s", 3)])
+            for with_, without in feature_pairs(side):
+                c = comp.get(f"{with_} / {without}")
+                if not c:
+                    continue
+                rows.append([ACC_NAMES[acc], NAMES[side], _feature_name(with_, without),
+                             fmt(arms.get(without), " µs", 0), fmt(arms.get(with_), " µs", 0),
+                             fmt_interval(c.get("difference_us")), fmt_ratio(c.get("ratio"), 3),
+                             fmt_interval(_ms(row["epoch_cost_wall_s"].get(f"{with_} - {without}")), " ms", 1)])
         both = comp.get("lightning full / plain full", {})
-        rows.append([ACC_NAMES[acc], "Lightning / plain, both full", "", "", fmt_interval(both.get("difference_us")),
+        rows.append([ACC_NAMES[acc], "Lightning / plain", "both full", "", "", fmt_interval(both.get("difference_us")),
                      fmt_ratio(both.get("ratio"), 3), ""])
-        for side in SIDES:  # the LR schedule alone: barebones with a cosine schedule against barebones
-            c = comp.get(f"{side} cosine / {side}")
-            if c:
-                rows.append([ACC_NAMES[acc], f"{NAMES[side]}: LR schedule (cosine)",
-                             fmt(row["arms"][metric].get(side), " µs", 0),
-                             fmt(row["arms"][metric].get(f"{side} cosine"), " µs", 0),
-                             fmt_interval(c.get("difference_us")), fmt_ratio(c.get("ratio"), 3), ""])
     if not rows:
         return []
-    return ["## Feature cost (full vs barebones)",
-            _table(rows, ["device", "side", "barebones µs/step", "with the feature(s) µs/step",
-                          "difference per step", "ratio", "full - barebones per epoch (wall, whole block)"]),
-            "\nThe same interleaved blocks with all features on (`--no-barebones`: logging per step and per epoch, "
-            "progress bar, checkpoints, early stopping, learning-rate logging) against barebones, paired by round. Per "
-            "step is the training loop only (the progress bar and per-step logging live there); per epoch divides the "
-            "whole block's wall-time difference by its epochs, so it also holds validation logging, checkpoint files, "
-            "early stopping and the TensorBoard writer's start. The features are measured as one bundle; the one "
-            "feature with a switch of its own, the learning-rate schedule (`--lr-schedule cosine`: a `LambdaLR` "
-            "stepped after every optimizer step; plain by hand, Lightning from `configure_optimizers`), has its own "
-            "rows, barebones with it against barebones without.\n"]
+    flags = " ".join(next(s["blocks"]["settings"]["features"]["flags"] for s in per_accelerator(summary).values()
+                          if (s.get("blocks") or {}).get("settings", {}).get("features")))
+    return ["## Feature cost, one feature at a time",
+            _table(rows, ["device", "side", "feature", "without µs/step", "with µs/step", "difference per step",
+                          "ratio", "difference per epoch (wall, whole block)"]),
+            "\nInterleaved blocks on the near-zero-cost step, so what remains of a feature is its own cost: "
+            f"`{flags}` plus the arm's switches. *All features* is `--no-barebones` against barebones (on the "
+            "Lightning side that also brings back `self.log` of the epoch metrics, which barebones forbids); each "
+            "named feature is the full run against the full run with that one switch off (`--no-tensorboard` also "
+            "drops Lightning's `LearningRateMonitor` and per-step `self.log`, which write to TensorBoard; the plain "
+            "side's writer logs the same scalars). The per-step figure is the training loop alone (the progress bar "
+            "and per-step logging live there); the per-epoch figure divides the whole block's wall-time difference by "
+            "its epochs, so it also holds validation logging, checkpoint files, early stopping and the TensorBoard "
+            "writer's start. *LR schedule* is barebones with `--lr-schedule cosine` (a `LambdaLR` stepped after "
+            "every optimizer step: plain by hand, Lightning from `configure_optimizers`) against barebones. "
+            "Intervals are 95 % Student t over the rounds, paired by round.\n"]
+
+
+def _feature_name(with_: str, without: str) -> str:
+    if " without " in without:
+        return without.split(" without ", 1)[1]
+    return "LR schedule (cosine)" if with_.endswith("cosine") else "all features"
+
+
+def _ms(ci: dict | None) -> dict | None:
+    """A seconds interval in milliseconds."""
+    return None if ci is None else {k: 1e3 * v if k in ("mean", "low", "high", "half_width") else v for k, v in ci.items()}
 
 
 def variants_section(raw: dict, summary: dict) -> list[str]:

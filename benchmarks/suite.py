@@ -114,7 +114,8 @@ def block_settings(profile: Profile, accelerator: str) -> list[Setting]:
     b = profile.blocks_for(accelerator)
     tiny = (*TINY_FLAGS, "--samples-per-class", str(b.fixed_samples_per_class))
     settings = [Setting("step", (), RATIO_ARMS, b.rounds), Setting("fixed", tiny, RATIO_ARMS, b.rounds),
-                Setting("features", (), FEATURE_ARMS, b.feature_rounds)]
+                # on the near-zero-cost step too: what is left of a feature there is its own cost, not the model's
+                Setting("features", tiny, FEATURE_ARMS, b.feature_rounds)]
     settings += [Setting("sweep " + " ".join(flags), flags, RATIO_ARMS[:2], b.sweep_rounds) for flags in b.sweep]
     return settings
 
@@ -122,8 +123,10 @@ def block_settings(profile: Profile, accelerator: str) -> list[Setting]:
 def block_flags(profile: Profile, accelerator: str) -> list[str]:
     """Every block's flags before its setting's: the profile's, fixed length, barebones, one seed."""
     b = profile.blocks_for(accelerator)
+    # no plots: they are ~1 s of matplotlib after the test, the same on both sides, and a block that is mostly
+    # training keeps its paired arms close in time (and leaves room for more rounds)
     return [*profile.flags_for(accelerator), "--epochs", str(b.epochs), "--patience", "1000000", "--barebones",
-            "--seed", str(profile.base_seed)]
+            "--no-plots", "--seed", str(profile.base_seed)]
 
 
 def run_blocks(profile: Profile, accelerator: str, work_dir: Path, say: Callable[[str], None]) -> dict:

@@ -7,7 +7,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats
 
-from benchmarks.blocks import SAME_WEIGHTS
+from benchmarks.blocks import FEATURE_SWITCHES, SAME_WEIGHTS
 from benchmarks.runner import SIDES
 from shared.config import TrainConfig
 
@@ -318,20 +318,27 @@ def summarize_blocks(blocks: dict | None, accelerator: str) -> dict | None:
         row = {"flags": setting["flags"], "arms": {}, "comparisons": {}}
         for metric in ("cpu", "wall"):
             row["arms"][metric] = block_arms(setting, metric)
-            pairs = [("lightning", "plain"), ("plain A/A", "plain"), ("plain full", "plain"),
-                     ("lightning full", "lightning"), ("lightning full", "plain full"), ("plain cosine", "plain"),
-                     ("lightning cosine", "lightning"), ("lightning cosine", "plain cosine")]
             row["comparisons"][metric] = {f"{a} / {b}": block_comparison(setting, metric, a, b)
-                                          for a, b in pairs if a in arms and b in arms}
+                                          for a, b in BLOCK_PAIRS if a in arms and b in arms}
         # same flags and seed: the final weights of every barebones arm must be one digest (and of both cosine arms)
         row["final_weight_digests"] = {group: weight_digests(setting, group_arms)
                                        for group, group_arms in SAME_WEIGHTS.items()
                                        if any(arm in arms for arm in group_arms)}
         row["epoch_cost_wall_s"] = {f"{a} - {b}": block_epoch_cost(setting, a, b)
-                                    for a, b in (("plain full", "plain"), ("lightning full", "lightning"))
-                                    if a in arms and b in arms}
+                                    for a, b in BLOCK_PAIRS if a in arms and b in arms}
         out["settings"][name] = row
     return out
+
+
+def feature_pairs(side: str) -> list[tuple[str, str]]:
+    """(with, without) arm names of one side: every feature together, then each one alone, then the schedule."""
+    return [(f"{side} full", side), *((f"{side} full", f"{side} full without {name}") for name in FEATURE_SWITCHES),
+            (f"{side} cosine", side)]
+
+
+# (a, b) arm pairs compared wherever a setting has both: the framework, the A/A control, the features
+BLOCK_PAIRS = [("lightning", "plain"), ("plain A/A", "plain"), *feature_pairs("plain"), *feature_pairs("lightning"),
+               ("lightning full", "plain full"), ("lightning cosine", "plain cosine")]
 
 
 def weight_digests(setting: dict, arms: tuple[str, ...]) -> list[str]:

@@ -60,8 +60,8 @@ def test_step_losses_match_on_cpu(suite: Suite) -> None:
 
 
 def test_blocks_train_the_same_weights_on_cpu(suite: Suite) -> None:
-    """Every barebones block of a setting has the same flags and seed: one final-weight digest across its arms
-    (and one across the two cosine-schedule arms of the features setting)."""
+    """Every block of a setting but the cosine ones trains the same weights (same flags and seed; the features
+    change no arithmetic): one final-weight digest across those arms, and one across the two cosine arms."""
     if suite.profile.blocks is None:
         pytest.skip(f"the {suite.profile.name} profile runs no interleaved blocks")
     blocks = suite.summary.get("cpu", {}).get("blocks")

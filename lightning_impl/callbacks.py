@@ -9,16 +9,20 @@ from shared.config import TrainConfig
 
 
 def make_callbacks(cfg: TrainConfig) -> list[L.Callback]:
-    """Early stopping, best-k + last checkpoints, LR logging and a progress bar; none under barebones."""
-    if cfg.barebones:
-        return []
-    return [
-        EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience, min_delta=cfg.min_delta),
+    """Early stopping, best-k + last checkpoints, LR logging and a progress bar; each only where cfg.uses it."""
+    callbacks: list[L.Callback] = []
+    if cfg.uses("early_stopping"):
+        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience,
+                                       min_delta=cfg.min_delta))
+    if cfg.uses("checkpoints"):
         # enable_version_counter=False: a rerun in the same folder rewrites last.ckpt (as the plain side
         # does) instead of writing last-v1.ckpt next to a stale last.ckpt that --resume last would pick
-        ModelCheckpoint(dirpath=cfg.checkpoint_dir, monitor=cfg.monitor, mode=cfg.monitor_mode,
-                        save_top_k=cfg.save_top_k, save_last=True, auto_insert_metric_name=False,
-                        filename=f"epoch={{epoch}}-{cfg.monitor}={{{cfg.monitor}:.4f}}", enable_version_counter=False),
-        LearningRateMonitor(logging_interval="epoch"),  # one "lr-Adam" point per epoch, as the plain logger
-        TQDMProgressBar(leave=True),  # leave=True: one line per epoch, its postfix = the epoch's metrics
-    ]
+        callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint_dir, monitor=cfg.monitor, mode=cfg.monitor_mode,
+                                         save_top_k=cfg.save_top_k, save_last=True, auto_insert_metric_name=False,
+                                         filename=f"epoch={{epoch}}-{cfg.monitor}={{{cfg.monitor}:.4f}}",
+                                         enable_version_counter=False))
+    if cfg.uses("tensorboard"):  # it writes to the logger: part of the TensorBoard feature, as on the plain side
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # one "lr-Adam" point per epoch
+    if cfg.uses("progress_bar"):
+        callbacks.append(TQDMProgressBar(leave=True))  # leave=True: one line per epoch, its postfix = the epoch's metrics
+    return callbacks

@@ -45,7 +45,8 @@ class WaferLightningModel(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, preds, y = self.model_step(batch)
         if not self.trainer.barebones:  # Lightning forbids self.log in barebones mode
-            self.log("train_loss_step", loss, on_step=True, on_epoch=False)
+            if self.hparams.tensorboard:  # only TensorBoard reads it (the plain side's writer.add_scalar)
+                self.log("train_loss_step", loss, on_step=True, on_epoch=False)
             self.log_epoch_metrics("train", loss, preds, y)
         return loss
 

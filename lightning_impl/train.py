@@ -62,6 +62,9 @@ def aligned_trainer_settings(cfg: TrainConfig, device: torch.device) -> dict:
         # would reshuffle with its seed and also shard val/test, which the plain side evaluates whole
         "use_distributed_sampler": False,
         "log_every_n_steps": None if cfg.barebones else cfg.log_every_n_steps,  # barebones rejects a value
+        # without these the Trainer would add a default ModelCheckpoint / progress bar of its own
+        "enable_checkpointing": None if cfg.barebones else cfg.uses("checkpoints"),
+        "enable_progress_bar": None if cfg.barebones else cfg.uses("progress_bar"),
         # the flags apply_torch_settings already set; "warn" = warn_only=True there (Lightning also sets
         # CUBLAS_WORKSPACE_CONFIG when deterministic, which the plain side does not)
         "deterministic": "warn" if cfg.deterministic else False,
@@ -72,9 +75,9 @@ def aligned_trainer_settings(cfg: TrainConfig, device: torch.device) -> dict:
 
 
 def make_trainer(cfg: TrainConfig, device: torch.device, recorder: RunRecorder) -> L.Trainer:
-    """The Trainer for cfg; barebones drops logger, checkpoints, early stopping and progress bar."""
+    """The Trainer for cfg: its callbacks and logger are the features cfg.uses."""
     silence_noise(cfg)
-    logger = False if cfg.barebones else TensorBoardLogger(save_dir=cfg.output_dir, name="tensorboard", version="",
+    logger = False if not cfg.uses("tensorboard") else TensorBoardLogger(save_dir=cfg.output_dir, name="tensorboard", version="",
                                                            default_hp_metric=False)
     return L.Trainer(callbacks=[recorder, *make_callbacks(cfg)], logger=logger, barebones=cfg.barebones,
                      **aligned_trainer_settings(cfg, device))

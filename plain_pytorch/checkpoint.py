@@ -90,11 +90,11 @@ def load_checkpoint(path: str | Path, cfg: TrainConfig | None = None) -> dict:
 
 # Lightning: ModelCheckpoint's dump_checkpoint (the file's contents)
 def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler, epoch: int,
-                     logger: TrainLogger, stopper: EarlyStopping, result: RunResult, cfg: TrainConfig) -> dict:
+                     logger: TrainLogger, stopper: EarlyStopping | None, result: RunResult, cfg: TrainConfig) -> dict:
     """Everything a resume needs, as tensors and primitives (loadable with weights_only=True)."""
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "epoch": epoch,
-            "global_step": logger.global_step, "early_stopping": stopper.state_dict(),
+            "global_step": logger.global_step, "early_stopping": stopper.state_dict() if stopper else None,
             "history": result.history, "step_losses": torch.tensor(result.step_losses, dtype=torch.float64),
             "rng": rng_state(), "config": cfg.to_dict()}
 
@@ -107,7 +107,7 @@ def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sche
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
-    if stopper is not None:
+    if stopper is not None and ckpt["early_stopping"] is not None:
         stopper.load_state_dict(ckpt["early_stopping"])
     if saver is not None:
         saver.load_state_dict(ckpt["checkpoints"])

@@ -17,7 +17,7 @@ class TrainLogger:
     """Counts optimizer steps on every rank; on rank 0 draws the progress bar and writes epoch lines and scalars.
 
     TensorBoard tags and steps are those of Lightning's TensorBoardLogger, so the two event files line up.
-    Under barebones only the epoch lines remain.
+    Without tensorboard/progress_bar (cfg.uses) that part is left out; the epoch lines always remain.
     """
 
     def __init__(self, cfg: TrainConfig, device: torch.device, is_main: bool, global_step: int = 0) -> None:
@@ -25,7 +25,7 @@ class TrainLogger:
         self.global_step = global_step  # optimizer steps so far (a resumed run starts at the checkpoint's)
         self.bar: tqdm | None = None
         self.writer: SummaryWriter | None = None
-        if is_main and not cfg.barebones:
+        if is_main and cfg.uses("tensorboard"):
             # purge_step hides what a killed run logged after its last checkpoint
             self.writer = SummaryWriter(log_dir=str(Path(cfg.output_dir) / "tensorboard"), purge_step=global_step or None)
 
@@ -33,20 +33,23 @@ class TrainLogger:
         """The learning rate to TensorBoard (as LearningRateMonitor at epoch start) and a fresh bar."""
         if self.writer is not None:
             self.writer.add_scalar("lr-Adam", lr, self.global_step)
+        if self.is_main and self.cfg.uses("progress_bar"):
             self.bar = tqdm(total=steps, desc=f"Epoch {epoch}", file=sys.stdout, leave=False, dynamic_ncols=True)
 
     def step(self, loss: torch.Tensor) -> None:
         """After each optimizer step: the loss goes to the bar and TensorBoard."""
         self.global_step += 1
-        if self.bar is None:
-            return
-        logged = self.global_step % self.cfg.log_every_n_steps == 0
-        if logged or self.device.type == "cpu":
-            value = loss.item()  # a host sync on CUDA, so only at the steps that are logged anyway
-            self.bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        due = self.global_step % self.cfg.log_every_n_steps == 0
+        logged = due and self.writer is not None
+        # a host sync on CUDA, so there only at the steps that are logged anyway
+        if logged or (self.bar is not None and (due or self.device.type == "cpu")):
+            value = loss.item()
+            if self.bar is not None:
+                self.bar.set_postfix(loss=f"{value:.4f}", refresh=False)
             if logged:
                 self.writer.add_scalar("train_loss_step", value, self.global_step - 1)
-        self.bar.update()
+        if self.bar is not None:
+            self.bar.update()
 
     def end_epoch(self, entry: dict) -> None:
         """Epoch metrics to TensorBoard (at the epoch's last step, as Lightning does) and one console line."""
@@ -54,7 +57,9 @@ class TrainLogger:
             for tag in ("train_loss", "train_acc", "val_loss", "val_acc"):
                 self.writer.add_scalar(tag, entry[tag], self.global_step - 1)
             self.writer.flush()
+        if self.bar is not None:
             self.bar.close()
+            self.bar = None
         if self.is_main:
             print(f"epoch {entry['epoch']}: train_loss {entry['train_loss']:.4f} train_acc {entry['train_acc']:.4f} "
                   f"val_loss {entry['val_loss']:.4f} val_acc {entry['val_acc']:.4f} ({entry['train_seconds']:.1f} s)",

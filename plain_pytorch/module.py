@@ -128,5 +128,5 @@ def check_finite(train_sums: torch.Tensor, epoch: int, cfg: TrainConfig) -> torc
     """The reduced epoch sums, or TrainingError before anything is validated or saved."""
     # one non-finite step loss on any rank makes the reduced loss sum non-finite on every rank
     if not torch.isfinite(train_sums).all():
-        raise non_finite_loss(epoch, None if cfg.barebones else cfg.checkpoint_dir)
+        raise non_finite_loss(epoch, cfg.checkpoint_dir if cfg.uses("checkpoints") else None)
     return train_sums

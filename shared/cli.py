@@ -76,7 +76,7 @@ def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description
 def interrupted_message(cfg: TrainConfig, prog: str, argv: list[str]) -> str:
     """Where the interrupted run's last checkpoint is and the command that continues it."""
     last = sorted(cfg.checkpoint_dir.glob("last.*"))
-    if cfg.barebones or not last:
+    if not cfg.uses("checkpoints") or not last:
         return f"interrupted before the first checkpoint; nothing in {cfg.output_dir} to resume"
     kept, skip = [], False
     for arg in argv:  # the same flags, without the ones --resume last replaces or excludes
@@ -103,7 +103,8 @@ def evaluation_config(stored: dict, args: argparse.Namespace) -> TrainConfig:
     """The training run's config with the evaluate flags applied; one process, no speed flags (one pass)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     changes = {"data": args.data, "output_dir": args.output_dir, "resume": None, "accelerator": args.accelerator,
-               "compile": False, "channels_last": False, "devices": 1, "num_nodes": 1, "strategy": "auto"}
+               "compile": False, "channels_last": False, "devices": 1, "num_nodes": 1, "strategy": "auto",
+               "plots": True}
     changes.update({k: v for k, v in (("batch_size", args.batch_size), ("image_size", args.image_size)) if v is not None})
     if args.image_size is not None and args.image_size != stored.get("image_size"):
         # the model runs at any size (adaptive pooling), so nothing else would say the maps differ from training's

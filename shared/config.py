@@ -18,6 +18,7 @@ PRECISIONS = ("32", "bf16-mixed")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 LR_SCHEDULES = ("constant", "cosine")
 MONITORS = {"val_loss": "min", "val_acc": "max"}
+FEATURES = ("tensorboard", "progress_bar", "checkpoints", "early_stopping")  # TrainConfig.uses(feature)
 
 
 def _opt(help_text: str, *, resume_safe: bool = False, **extra) -> dict:
@@ -78,7 +79,17 @@ class TrainConfig:
         "move the splits to the device once and gather each batch there (same batches, same order)", resume_safe=True))
     deterministic: bool = field(default=False, metadata=_opt("torch.use_deterministic_algorithms", resume_safe=True))
     log_every_n_steps: int = field(default=50, metadata=_opt("steps between per-step loss points in TensorBoard", resume_safe=True))
-    barebones: bool = field(default=False, metadata=_opt("no logging, checkpoints, progress bar or early stopping (speed runs)"))
+    # the features of a full run, each of which can be switched off alone (the benchmarks price them one by one)
+    early_stopping: bool = field(default=True, metadata=_opt("stop after --patience epochs without improvement"))
+    checkpoints: bool = field(default=True, metadata=_opt(
+        "best-k + last checkpoints (without them the final weights are tested)", resume_safe=True))
+    tensorboard: bool = field(default=True, metadata=_opt(
+        "TensorBoard event files: step loss, epoch metrics, learning rate", resume_safe=True))
+    progress_bar: bool = field(default=True, metadata=_opt("a tqdm bar per epoch", resume_safe=True))
+    barebones: bool = field(default=False, metadata=_opt(
+        "all four above off, and Lightning's Trainer(barebones=True): no self.log either (speed runs)"))
+    plots: bool = field(default=True, metadata=_opt(
+        "confusion-matrix and sample-prediction PNGs after the test (~1 s of matplotlib)", resume_safe=True))
     output_dir: str = field(default="runs/latest", metadata=_opt("folder for metrics, plots, logs and checkpoints", resume_safe=True))
     overwrite: bool = field(default=False, metadata=_opt("clear the earlier run's outputs in --output-dir first",
                                                          resume_safe=True))
@@ -126,6 +137,10 @@ class TrainConfig:
             _require("resume", self.resume, Path(self.resume).is_file(), "is neither 'last' nor an existing file")
         _require("overwrite", self.overwrite, not (self.overwrite and self.resume),
                  f"clears the run that resume={self.resume!r} would continue; use one of them")
+
+    def uses(self, feature: str) -> bool:
+        """Whether the run has one of FEATURES: on unless switched off alone or by --barebones."""
+        return not self.barebones and getattr(self, feature)
 
     @property
     def monitor_mode(self) -> str:

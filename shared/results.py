@@ -64,15 +64,18 @@ def _finite(obj):
 
 def finish_run(result: RunResult, cfg: TrainConfig, inputs: torch.Tensor, y_true: torch.Tensor,
                y_pred: torch.Tensor) -> RunResult:
-    """Compute test metrics, write metrics.json and both PNGs into cfg.output_dir; return the result."""
+    """Compute test metrics, write metrics.json and (with cfg.plots) both PNGs into cfg.output_dir; return the result."""
     y_true_np, y_pred_np = y_true.cpu().numpy(), y_pred.cpu().numpy()
     result.test_class_mix = class_mix(cfg)
     result.test = classification_metrics(y_true_np, y_pred_np)
     out = Path(cfg.output_dir)
-    plot_confusion_matrix(result.test["confusion_matrix"], out / "confusion_matrix.png",
-                          title=f"{result.implementation}: confusion matrix (test)")
-    pick = np.random.default_rng(cfg.seed).choice(len(y_true_np), size=min(SAMPLE_GRID, len(y_true_np)), replace=False)
-    plot_sample_predictions(inputs[pick].cpu().numpy(), y_true_np[pick], y_pred_np[pick], out / "sample_predictions.png")
+    if cfg.plots:
+        plot_confusion_matrix(result.test["confusion_matrix"], out / "confusion_matrix.png",
+                              title=f"{result.implementation}: confusion matrix (test)")
+        pick = np.random.default_rng(cfg.seed).choice(len(y_true_np), size=min(SAMPLE_GRID, len(y_true_np)),
+                                                      replace=False)
+        plot_sample_predictions(inputs[pick].cpu().numpy(), y_true_np[pick], y_pred_np[pick],
+                                out / "sample_predictions.png")
     atomic_write_text(out / "metrics.json", result.to_json())
     return result
 

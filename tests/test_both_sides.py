@@ -80,3 +80,27 @@ def test_bad_flags_are_rejected_alike(flags, monkeypatch, capsys):
         outcomes.append((stopped.value.code, message.split(": error: ", 1)[1]))
     assert outcomes[0] == outcomes[1]
     assert outcomes[1][0] == 2 and outcomes[1][1].startswith(f"argument {flags[0]}")
+
+
+def _feature_traces(result: RunResult, output_dir: Path, console: str) -> dict[str, bool]:
+    """Which of the four features left their trace in a finished run."""
+    return {"tensorboard": any((output_dir / "tensorboard").rglob("events.out.tfevents.*")),
+            "progress_bar": "Epoch 0" in console,  # the bar's description (the epoch lines say "epoch 0:")
+            "checkpoints": any((output_dir / "checkpoints").glob("last.*")),
+            "early_stopping": result.stop_reason == "early_stopping"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("off", [None, "tensorboard", "progress_bar", "checkpoints", "early_stopping"])
+@pytest.mark.parametrize("side", SIDES)
+def test_each_feature_switches_off_alone(side, off, tmp_path, capsys):
+    # min_delta 100: no epoch after the first improves, so early stopping (patience 1) ends 3 epochs after 2
+    changes = {} if off is None else {off: False}
+    cfg = tiny(tmp_path / "run", epochs=3, patience=1, min_delta=100.0, **changes)
+    result = entry(side, "train").fit(cfg)
+    captured = capsys.readouterr()
+    traces = _feature_traces(result, tmp_path / "run", captured.out + captured.err)
+    assert traces == {feature: feature != off for feature in traces}
+    assert result.epochs_run == (3 if off == "early_stopping" else 2)
+    assert all(entry_["val_loss"] is not None for entry_ in result.history)  # metrics stay, whatever is off
+    assert (tmp_path / "run" / "metrics.json").is_file()

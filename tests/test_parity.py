@@ -15,6 +15,9 @@ FLAG_SETS = {
     "monitor val_acc": {"monitor": "val_acc", "patience": 1},
     "channels_last": {"channels_last": True},
     "barebones": {"barebones": True},
+    # min_delta 100: early stopping would end the run after 2 epochs
+    "no early stopping": {"early_stopping": False, "patience": 1, "min_delta": 100.0},
+    "no checkpoints, tensorboard or progress bar": {"checkpoints": False, "tensorboard": False, "progress_bar": False},
     "data on device": {"data_on_device": True, "augment": True},
     "cosine schedule, label smoothing": {"lr_schedule": "cosine", "label_smoothing": 0.1},
 }
