@@ -1,8 +1,11 @@
-"""Interleaved blocks: many short runs of each side's real fit(cfg), in long-lived workers, in random order.
+"""Interleaved blocks: many short runs of each side's real fit(cfg), in a long-lived worker, in random order.
 
 A noisy machine drifts over seconds to minutes; a block is a few seconds, the arms of a round run back to
-back in a shuffled order, and each statistic is paired within its round, so the drift cancels. The A/A arm
-is a second plain worker doing exactly what the first does: its ratio shows the noise floor.
+back in a shuffled order, and each statistic is paired within its round, so the drift cancels. A process also
+runs at its own speed (where its memory landed): every arm of a round runs in the same worker process, so that
+is common to both sides too, and the rounds of a setting are spread over fresh processes (generations) so the
+intervals, taken over the generations, hold whatever is left of it. The A/A arm is plain run a second time:
+its ratio shows the noise floor.
 """
 
 from __future__ import annotations
@@ -22,25 +25,29 @@ from benchmarks.runner import ROOT
 
 @dataclass(frozen=True)
 class Arm:
-    """One kind of block: which worker runs it and the flags it adds to the setting's."""
+    """One kind of block: which side runs it and the flags it adds to the setting's."""
 
     name: str  # e.g. "plain", "lightning", "plain A/A", "plain full"
-    worker: str  # worker key: "plain", "plain_b" or "lightning"
+    side: str  # "plain" or "lightning"
     flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Setting:
-    """A block protocol: flags shared by every arm, the arms, how many rounds."""
+    """A block protocol: flags shared by every arm, the arms, how many rounds, over how many worker processes."""
 
     name: str
     flags: tuple[str, ...]
     arms: tuple[Arm, ...]
     rounds: int
+    generations: int = 1  # fresh worker processes the rounds are spread over (rounds must divide evenly)
+
+    def __post_init__(self) -> None:
+        if self.generations < 1 or self.rounds % self.generations:
+            raise ValueError(f"setting {self.name}: {self.rounds} rounds do not split into {self.generations} generations")
 
 
-SIDE_OF_WORKER = {"plain": "plain", "plain_b": "plain", "lightning": "lightning"}
-RATIO_ARMS = (Arm("plain", "plain"), Arm("lightning", "lightning"), Arm("plain A/A", "plain_b"))
+RATIO_ARMS = (Arm("plain", "plain"), Arm("lightning", "lightning"), Arm("plain A/A", "plain"))
 # a block is one epoch: the cosine schedule runs there without warm-up (warm-up must leave steps after it)
 _COSINE = ("--lr-schedule", "cosine", "--warmup-epochs", "0")
 # each feature's switch (shared/config.py FEATURES): the cost of one is "full" against "full without" it
@@ -65,16 +72,22 @@ SAME_WEIGHTS = {"": ("plain", "lightning", "plain A/A",
 
 
 class Worker:
-    """A `python -m benchmarks.worker SIDE` child; one block at a time, answers one JSON line per block."""
+    """A `python -m benchmarks.worker` child with both sides imported; one block at a time, one JSON line each."""
 
-    def __init__(self, side: str, threads: int, log_path: Path, timeout_s: float) -> None:
+    def __init__(self, threads: int, log_path: Path, timeout_s: float) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout_s = timeout_s
         self.log = open(log_path, "ab")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", side], cwd=ROOT, env=env, text=True,
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.worker"], cwd=ROOT, env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
-        self.ready = json.loads(self._read())
+        try:
+            self.ready = json.loads(self._read())
+        except Exception:  # it never became ready: leave no child behind
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+            raise
 
     def _read(self) -> str:
         timer = threading.Timer(self.timeout_s, self.proc.kill)  # a hung block ends the worker, not the suite
@@ -87,8 +100,8 @@ class Worker:
             raise RuntimeError(f"worker exited (status {self.proc.poll()}); see {self.log.name}")
         return line
 
-    def run(self, flags: list[str]) -> dict:
-        self.proc.stdin.write(json.dumps({"flags": flags}) + "\n")
+    def run(self, side: str, flags: list[str]) -> dict:
+        self.proc.stdin.write(json.dumps({"side": side, "flags": flags}) + "\n")
         self.proc.stdin.flush()
         return json.loads(self._read())
 
@@ -111,46 +124,56 @@ def per_step(reply: dict) -> dict:
 
 def run_settings(settings: list[Setting], base_flags: list[str], threads: int, work_dir: Path, seed: int,
                  timeout_s: float, say: Callable[[str], None] = print, warmup_rounds: int = 0) -> dict:
-    """Every setting's rounds on one set of workers; a failed block is recorded and the rounds go on.
+    """Every setting's rounds, generation by generation; a failed block is recorded and the rounds go on.
 
-    Each setting first runs `warmup_rounds` extra rounds, recorded but left out of the statistics: a worker's
-    first blocks with new shapes pay one-off costs (on a GPU: lazy CUDA module loading, cuDNN autotuning,
-    60-300 ms a step against 3-5 ms after).
+    Generation g is a fresh worker process that runs, for every setting with more than g generations, its share
+    of the rounds (settings of one generation run in generation 0). Each share starts with `warmup_rounds`
+    extra rounds, recorded but left out of the statistics: a process's first blocks with new shapes pay
+    one-off costs (on a GPU: lazy CUDA module loading, cuDNN autotuning, 60-300 ms a step against 3-5 ms after).
     """
-    needed = sorted({arm.worker for s in settings for arm in s.arms})
     out = {"threads": threads, "warmup_rounds": warmup_rounds, "settings": {}, "workers": {}}
-    settings = [Setting(s.name, s.flags, s.arms, s.rounds + warmup_rounds) for s in settings]
-    workers = {}
-    try:
-        for key in needed:
-            workers[key] = Worker(SIDE_OF_WORKER[key], threads, work_dir / f"worker-{key}.log", timeout_s)
-        rng = random.Random(seed)
-        for setting in settings:
-            out["settings"][setting.name] = {"flags": [*base_flags, *setting.flags],
-                                             "arms": [a.name for a in setting.arms], "blocks": []}
-            _run_setting(setting, base_flags, workers, work_dir, rng, say, out["settings"][setting.name]["blocks"])
-    except Exception as err:  # a worker that cannot start or died: recorded, the suite goes on
-        out["error"] = f"{type(err).__name__}: {err}"[:300]
-    finally:
-        for key, worker in workers.items():
-            out["workers"][key] = worker.close()
+    rng = random.Random(seed)
+    for s in settings:
+        out["settings"][s.name] = {"flags": [*base_flags, *s.flags], "arms": [a.name for a in s.arms],
+                                   "generations": s.generations, "blocks": []}
+    errors = []
+    for g in range(max(s.generations for s in settings)):
+        worker = None
+        try:
+            worker = Worker(threads, work_dir / f"worker-g{g:02d}.log", timeout_s)
+            for s in settings:
+                if g < s.generations:
+                    _run_share(s, g, warmup_rounds, base_flags, worker, work_dir, rng, say,
+                               out["settings"][s.name]["blocks"])
+        except Exception as err:  # a worker that cannot start or died: recorded, the next generation goes on
+            errors.append(f"generation {g}: {type(err).__name__}: {err}"[:300])
+        finally:
+            if worker is not None:
+                out["workers"][f"g{g:02d}"] = worker.close()
+    if errors:
+        out["error"] = "; ".join(errors)[:900]
     return out
 
 
-def _run_setting(setting: Setting, base_flags: list[str], workers: dict, work_dir: Path, rng: random.Random,
-                 say: Callable[[str], None], blocks: list[dict]) -> None:
-    """Append each block's record to `blocks` as it finishes (a dead worker keeps what was measured)."""
-    for r in range(setting.rounds):
+def _run_share(setting: Setting, generation: int, warmup_rounds: int, base_flags: list[str], worker: Worker,
+               work_dir: Path, rng: random.Random, say: Callable[[str], None], blocks: list[dict]) -> None:
+    """One generation's rounds of a setting; each block's record is appended as it finishes (a dead worker keeps
+    what was measured). Rounds are numbered across generations; a warm-up round is marked `warmup`."""
+    share = setting.rounds // setting.generations
+    for i in range(warmup_rounds + share):
+        r = generation * (warmup_rounds + share) + i
         order = list(setting.arms)
         rng.shuffle(order)
         for position, arm in enumerate(order):
-            folder = work_dir / setting.name.replace(" ", "_") / f"r{r:02d}-{arm.name.replace(' ', '_').replace('/', '')}"
-            reply = workers[arm.worker].run([*base_flags, *setting.flags, *arm.flags, "--output-dir", str(folder)])
-            block = {"round": r, "arm": arm.name, "position": position, "ok": reply["ok"],
-                     "error": reply.get("error"), "loadavg_1min": os.getloadavg()[0]}  # what else the machine ran
+            folder = work_dir / setting.name.replace(" ", "_") / f"r{r:03d}-{arm.name.replace(' ', '_').replace('/', '')}"
+            reply = worker.run(arm.side, [*base_flags, *setting.flags, *arm.flags, "--output-dir", str(folder)])
+            block = {"round": r, "generation": generation, "warmup": i < warmup_rounds, "arm": arm.name,
+                     "position": position, "ok": reply["ok"], "error": reply.get("error"),
+                     "loadavg_1min": os.getloadavg()[0]}  # what else the machine ran
             if reply["ok"]:
                 block.update(per_step=per_step(reply), block_wall_seconds=reply["block_wall_seconds"],
                              block_cpu_seconds=reply["block_cpu_seconds"],
                              final_weights_sha256=reply["final_weights_sha256"])
             blocks.append(block)
-        say(f"  blocks {setting.name}: round {r + 1}/{setting.rounds}")
+        say(f"  blocks {setting.name}: generation {generation + 1}/{setting.generations}, "
+            f"{'warm-up round' if i < warmup_rounds else f'round {i - warmup_rounds + 1}/{share}'}")

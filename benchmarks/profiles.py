@@ -28,13 +28,16 @@ TINY_FLAGS = ("--base-channels", "1", "--image-size", "8", "--batch-size", "1")
 class Blocks:
     """The interleaved-block protocol (benchmarks/blocks.py): rounds per setting and the settings' sizes."""
 
-    # per-step ratio and fixed cost: A/B/A-A rounds (the t-interval's n). Every block builds its model afresh,
-    # and on the 2-core VM a fresh instance runs at its own speed (log-ratio SD ~8.5 % between two fresh
-    # instances, ~4.8 % between two blocks of one): only many rounds average that out (±2 % needs ~70)
-    rounds: int = 60
-    warmup_rounds: int = 1  # run first in every setting, left out of the statistics (one-off costs of new shapes)
+    # per-step ratio and fixed cost: A/B/A-A rounds. On the 2-core VM one block's time varies ~10 % (log SD of a
+    # round's ratio), and a process runs at its own speed (~6 %, where its memory landed; it persisted over 60
+    # rounds, so three side-per-process workers read Lightning 7 % "faster" with a CI that missed it). All arms
+    # run in one process, and the rounds are spread over `generations` fresh processes: the interval is over
+    # their means (n = generations), so what differs between processes is inside it
+    rounds: int = 50
+    generations: int = 10
+    warmup_rounds: int = 1  # at the start of every process's share of a setting, left out (one-off costs)
     epochs: int = 1  # per block; every epoch of a block is timed (the worker is already warm)
-    # one intra-op thread in every worker: with 2 threads on 2 shared cores, one descheduled thread stalls every
+    # one intra-op thread in the worker: with 2 threads on 2 shared cores, one descheduled thread stalls every
     # parallel region at its barrier (blocks measured 9 ms and 560 ms per step with the same flags); one
     # thread's CPU time is what the step itself costs, whatever else the machine runs
     threads: int = 1
@@ -92,9 +95,10 @@ PROFILES = {
         train_flags=("--samples-per-class", "12", "--image-size", "32", "--epochs", "2", "--batch-size", "16",
                      "--base-channels", "8"),
         rounds=2, variant_epochs=2, variant_rounds=1, timeout_s=300, warmup=False,
-        # the fewest rounds that give an interval, no sweep: CI has ~3 minutes for all of it
+        # the fewest rounds that give an interval, in one process (the unit tests run two), no sweep: CI has ~3
+        # minutes for all of it
         # (no warm-up round either: its numbers are not read, and the unit tests cover the warm-up logic)
-        blocks=Blocks(rounds=5, warmup_rounds=0, fixed_samples_per_class=8, feature_rounds=2),
+        blocks=Blocks(rounds=5, generations=1, warmup_rounds=0, fixed_samples_per_class=8, feature_rounds=2),
         variants=(_DDP,),
         notes="CI check of the harness: tiny data, numbers are not meaningful",
     ),
@@ -105,7 +109,8 @@ PROFILES = {
         rounds=3, variant_epochs=3, variant_rounds=1, warmup=False,
         blocks=Blocks(sweep=(("--batch-size", "4", "--base-channels", "8"), ("--batch-size", "128"))),
         # GPU time is lent by the minute (the whole GPU plan must fit ~8 minutes): fewer rounds and steps
-        gpu_blocks=Blocks(rounds=6, fixed_samples_per_class=10, feature_rounds=2),
+        # (one process: a fresh one would pay CUDA start-up and autotuning again)
+        gpu_blocks=Blocks(rounds=6, generations=1, fixed_samples_per_class=10, feature_rounds=2),
         variants=(
             # on the 2-core CPU autocast bf16 ran at ~8x the fp32 step time, so one short round shows it
             Variant("bf16-mixed", ("--precision", "bf16-mixed"), devices=("cpu",), rounds=1, epochs=2),

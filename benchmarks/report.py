@@ -38,6 +38,11 @@ def fmt(stat: dict | None, unit: str = "", digits: int = 2) -> str:
     return f"{stat['median']:.{digits}f}{unit} [{stat['q1']:.{digits}f}-{stat['q3']:.{digits}f}]"
 
 
+def _n(stat: dict) -> str:
+    """'n=60', or 'n=10 processes' where the interval is over worker processes (generations of rounds)."""
+    return f"n={stat['n']}" + (" processes" if stat.get("unit") == "generation" else "")
+
+
 def fmt_ratio(ratio: dict | None, digits: int = 2) -> str:
     """Geometric mean with its 95 % CI where the n allows one, else the range of the n ratios (what it is)."""
     if not ratio:
@@ -47,16 +52,16 @@ def fmt_ratio(ratio: dict | None, digits: int = 2) -> str:
         return f"{value:.{digits}f}x (n=1)"
     if ratio.get("ci95") and ratio["n"] >= MIN_CI_N:
         low, high = ratio["ci95"]
-        return f"{value:.{digits}f}x (95% CI {low:.{digits}f}-{high:.{digits}f}, n={ratio['n']})"
+        return f"{value:.{digits}f}x (95% CI {low:.{digits}f}-{high:.{digits}f}, {_n(ratio)})"
     low, high = ratio.get("range") or ratio.get("ci95") or (value, value)
-    return f"{value:.{digits}f}x (range {low:.{digits}f}-{high:.{digits}f}, n={ratio['n']})"
+    return f"{value:.{digits}f}x (range {low:.{digits}f}-{high:.{digits}f}, {_n(ratio)})"
 
 
 def fmt_interval(ci: dict | None, unit: str = " µs", digits: int = 0) -> str:
     """mean ± half-width of a t-interval."""
     if not ci:
         return NOT_MEASURED
-    return f"{ci['mean']:+.{digits}f}{unit} ± {ci['half_width']:.{digits}f} (n={ci['n']})"
+    return f"{ci['mean']:+.{digits}f}{unit} ± {ci['half_width']:.{digits}f} ({_n(ci)})"
 
 
 def _table(rows, headers) -> str:
@@ -168,19 +173,25 @@ def blocks_protocol(raw: dict, summary: dict) -> str:
         flags = first["flags"]
         epochs = flags[len(flags) - 1 - flags[::-1].index("--epochs") + 1]
         warmup = blocks.get("warmup_rounds", 0)
-        rounds = {name: max((b["round"] for b in st["blocks"]), default=-1) + 1 - warmup
-                  for name, st in blocks["settings"].items()}
-        parts.append(f"{ACC_NAMES[acc]}: {', '.join(f'{n} {k}' for k, n in rounds.items())} rounds after {warmup} "
-                     f"warm-up round(s) per setting (measured, left out), {epochs} epoch(s) per block, "
-                     f"{blocks['threads']} thread(s) in every worker" + load_note(blocks, raw["machine"]["cores"]))
-    return ("Each side's real `fit(cfg)` runs in a long-lived worker process (imported once; three workers: plain, "
-            "Lightning and a second plain one for the A/A control). A round runs one block per arm, back to back in a "
-            "shuffled order, never two at a time; a block is a barebones fixed-length run (`--barebones`, no early "
-            "stopping) and its time per step is the sum of its epochs' training-loop time over its steps (each side "
-            "times its own loop: the plain `train_one_epoch`, Lightning's `RunRecorder`), in process CPU time and in "
-            "wall time. Ratios are geometric means of per-round ratios with a Student-t 95% interval on their logs; "
-            "differences are means of per-round differences with a t-interval; ranges are given below "
-            f"{MIN_CI_N} rounds. `step` is the profile's setting, `fixed` a near-zero-cost step (1-channel CNN, 8x8 "
+        rows = summary[acc]["blocks"]["settings"]
+        shares = "; ".join(f"{name}: {row['rounds']} rounds" + (f" in {row['generations']} processes"
+                                                                 if row["generations"] > 1 else " in one process")
+                           for name, row in rows.items())
+        parts.append(f"{ACC_NAMES[acc]}: {shares}; {warmup} warm-up round(s) at the start of each process's share "
+                     f"of a setting (measured, left out), {epochs} epoch(s) per block, {blocks['threads']} thread(s) "
+                     "in the worker" + load_note(blocks, raw["machine"]["cores"]))
+    return ("Both sides' real `fit(cfg)` run in one long-lived worker process (both imported once), a block at a "
+            "time: a round runs one block per arm (plain, Lightning, and plain again for the A/A control) back to "
+            "back in a shuffled order. A block is a barebones fixed-length run (`--barebones`, no early stopping) and "
+            "its time per step is the sum of its epochs' training-loop time over its steps (each side times its own "
+            "loop: the plain `train_one_epoch`, Lightning's `RunRecorder`), in process CPU time and in wall time. "
+            "A process runs at its own speed on a shared VM (where its memory landed): in one process that is common "
+            "to every arm, and a setting's rounds are spread over fresh processes (generations) so that what is "
+            "left of it is measured. Ratios are geometric means of per-round ratios; where a setting ran in several "
+            "processes the Student-t 95% interval is over the per-process means of the log ratios (n = processes), "
+            "in one process over the rounds (n = rounds: it then leaves out process-to-process variation); "
+            "differences in µs are treated alike; ranges are given below "
+            f"{MIN_CI_N} units. `step` is the profile's setting, `fixed` a near-zero-cost step (1-channel CNN, 8x8 "
             "maps, batch 1) where the framework's own cost dominates, `sweep ...` settings vary the step's cost. "
             + "; ".join(parts) + ".")
 
@@ -203,8 +214,10 @@ def headline(summary: dict) -> list[str]:
     lines = []
     for acc, h in summary.get("step_overhead", {}).items():
         low, high = h["ratio_ci"]
+        n = (f"{h['rounds']} rounds in n={h['n']} processes" if h.get("unit") == "generation"
+             else f"n={h['n']} rounds in one process")
         text = (f"**{ACC_NAMES[acc]}: Lightning/plain per step {h['ratio']:.3f}x (95% CI {low:.3f}-{high:.3f}, "
-                f"±{100 * (high - low) / 2 / h['ratio']:.1f}%, n={h['n']}, {h['metric']} time)**")
+                f"±{100 * (high - low) / 2 / h['ratio']:.1f}%, {n}, {h['metric']} time)**")
         if h.get("aa_control_ci"):
             a, b = h["aa_control_ci"]
             text += f"; the A/A control reads {h['aa_control']:.3f}x ({a:.3f}-{b:.3f}), the noise floor"
@@ -241,8 +254,12 @@ def features_section(summary: dict) -> list[str]:
                      fmt_ratio(both.get("ratio"), 3), ""])
     if not rows:
         return []
-    flags = " ".join(next(s["blocks"]["settings"]["features"]["flags"] for s in per_accelerator(summary).values()
-                          if (s.get("blocks") or {}).get("settings", {}).get("features")))
+    first = next(s["blocks"]["settings"]["features"] for s in per_accelerator(summary).values()
+                 if (s.get("blocks") or {}).get("settings", {}).get("features"))
+    flags = " ".join(first["flags"])
+    over = (f"the per-process means ({first['generations']} processes)" if first.get("generations", 1) > 1 else
+            f"the {first.get('rounds', 'n')} rounds of one process (the arms all share it, so a feature's cost is "
+            "measured inside one process's speed; the Lightning / plain row leaves process-to-process variation out)")
     return ["## Feature cost, one feature at a time",
             _table(rows, ["device", "side", "feature", "without µs/step", "with µs/step", "difference per step",
                           "ratio", "difference per epoch (wall, whole block)"]),
@@ -256,7 +273,7 @@ def features_section(summary: dict) -> list[str]:
             "its epochs, so it also holds validation logging, checkpoint files, early stopping and the TensorBoard "
             "writer's start. *LR schedule* is barebones with `--lr-schedule cosine` (a `LambdaLR` stepped after "
             "every optimizer step: plain by hand, Lightning from `configure_optimizers`) against barebones. "
-            "Intervals are 95 % Student t over the rounds, paired by round.\n"]
+            f"Intervals are 95 % Student t over {over}, paired by round.\n"]
 
 
 def _feature_name(with_: str, without: str) -> str:

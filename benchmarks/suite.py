@@ -113,7 +113,8 @@ def block_settings(profile: Profile, accelerator: str) -> list[Setting]:
     """The interleaved-block settings: per-step ratio + A/A, near-zero-cost step, features, ratio vs step time."""
     b = profile.blocks_for(accelerator)
     tiny = (*TINY_FLAGS, "--samples-per-class", str(b.fixed_samples_per_class))
-    settings = [Setting("step", (), RATIO_ARMS, b.rounds), Setting("fixed", tiny, RATIO_ARMS, b.rounds),
+    settings = [Setting("step", (), RATIO_ARMS, b.rounds, b.generations),
+                Setting("fixed", tiny, RATIO_ARMS, b.rounds, b.generations),
                 # on the near-zero-cost step too: what is left of a feature there is its own cost, not the model's
                 Setting("features", tiny, FEATURE_ARMS, b.feature_rounds)]
     settings += [Setting("sweep " + " ".join(flags), flags, RATIO_ARMS[:2], b.sweep_rounds) for flags in b.sweep]

@@ -37,18 +37,40 @@ def t_interval(values: list[float], confidence: float = CONFIDENCE) -> dict | No
             "confidence": confidence}
 
 
-def paired_ratio(numerators: list[float], denominators: list[float]) -> dict | None:
-    """Geometric mean of per-round ratios; a t-interval on their logs from MIN_CI_N pairs on, else their range."""
-    ratios = [a / b for a, b in zip(numerators, denominators) if a and b]
-    if not ratios:
+def clustered(values: list[float], clusters: list | None) -> tuple[list[float], str]:
+    """The units an interval is taken over: with values from several worker processes (generations), one mean
+    per process, so whatever differs between processes is inside the interval; else the values themselves."""
+    groups = {}
+    for value, cluster in zip(values, clusters if clusters is not None else range(len(values))):
+        groups.setdefault(cluster, []).append(value)
+    if clusters is not None and len(groups) > 1:
+        return [float(np.mean(g)) for g in groups.values()], "generation"
+    return list(values), "round"
+
+
+def paired_ratio(numerators: list[float], denominators: list[float], clusters: list | None = None) -> dict | None:
+    """Geometric mean of per-round ratios; a t-interval on their logs (per generation, see `clustered`) from
+    MIN_CI_N units on, else the range of the units' ratios."""
+    kept = [(a / b, c) for a, b, c in zip(numerators, denominators, clusters or [None] * len(numerators)) if a and b]
+    if not kept:
         return None
-    logs = np.log(ratios)
-    out = {"ratio": float(np.exp(logs.mean())), "median": float(np.median(ratios)), "n": len(ratios),
-           "range": [float(min(ratios)), float(max(ratios))], "ci95": None}
-    if len(ratios) >= MIN_CI_N:
-        ci = t_interval(list(logs))
+    ratios = [r for r, _ in kept]
+    units, unit = clustered(list(np.log(ratios)), [c for _, c in kept] if clusters else None)
+    out = {"ratio": float(np.exp(np.mean(units))), "median": float(np.median(ratios)), "n": len(units), "unit": unit,
+           "rounds": len(ratios), "ci95": None,
+           "range": [float(min(ratios)), float(max(ratios))] if unit == "round" else
+                    [float(np.exp(min(units))), float(np.exp(max(units)))]}
+    if len(units) >= MIN_CI_N:
+        ci = t_interval(units)
         out["ci95"] = [float(np.exp(ci["low"])), float(np.exp(ci["high"]))]
     return out
+
+
+def clustered_interval(values: list[float], clusters: list | None) -> dict | None:
+    """A t-interval over the units of `clustered` (per generation where there are several)."""
+    units, unit = clustered(values, clusters)
+    ci = t_interval(units)
+    return {**ci, "unit": unit, "rounds": len(values)} if ci else None
 
 
 @lru_cache(maxsize=8)
@@ -257,25 +279,27 @@ def per_accelerator(summary: dict) -> dict:
     return {acc: summary[acc] for acc in ACCELERATORS if acc in summary}
 
 
-def _block_table(setting: dict, metric: str) -> dict[int, dict[str, float]]:
-    """round -> arm -> seconds per step (metric 'cpu' or 'wall') of the blocks that finished."""
+def _block_table(setting: dict, metric: str) -> dict[tuple[int, int], dict[str, float]]:
+    """(generation, round) -> arm -> seconds per step (metric 'cpu' or 'wall') of the blocks that finished."""
     table = {}
     for b in setting["blocks"]:
         if b["ok"]:
-            table.setdefault(b["round"], {})[b["arm"]] = b["per_step"][metric]
+            table.setdefault((b.get("generation", 0), b["round"]), {})[b["arm"]] = b["per_step"][metric]
     return table
 
 
-def _paired_blocks(table: dict, a: str, b: str) -> tuple[list[float], list[float]]:
-    rounds = [v for v in table.values() if a in v and b in v]
-    return [v[a] for v in rounds], [v[b] for v in rounds]
+def _paired_blocks(table: dict, a: str, b: str) -> tuple[list[float], list[float], list[int]]:
+    """a's and b's values in the rounds that have both, and each round's generation."""
+    keys = [k for k, v in table.items() if a in v and b in v]
+    return [table[k][a] for k in keys], [table[k][b] for k in keys], [k[0] for k in keys]
 
 
 def block_comparison(setting: dict, metric: str, a: str, b: str) -> dict:
-    """Arm a against arm b, paired by round: ratio a/b (t on logs) and difference a - b in µs per step (t)."""
-    num, den = _paired_blocks(_block_table(setting, metric), a, b)
-    return {"ratio": paired_ratio(num, den),
-            "difference_us": t_interval([1e6 * (x - y) for x, y in zip(num, den)])}
+    """Arm a against arm b, paired by round: ratio a/b (t on logs) and difference a - b in µs per step (t), each
+    over per-generation means when the setting ran on several worker processes."""
+    num, den, gens = _paired_blocks(_block_table(setting, metric), a, b)
+    return {"ratio": paired_ratio(num, den, gens),
+            "difference_us": clustered_interval([1e6 * (x - y) for x, y in zip(num, den)], gens)}
 
 
 def block_arms(setting: dict, metric: str) -> dict[str, dict | None]:
@@ -290,10 +314,10 @@ def block_epoch_cost(setting: dict, a: str, b: str) -> dict | None:
     table = {}
     for blk in setting["blocks"]:
         if blk["ok"]:
-            table.setdefault(blk["round"], {})[blk["arm"]] = blk["block_wall_seconds"]
+            table.setdefault((blk.get("generation", 0), blk["round"]), {})[blk["arm"]] = blk["block_wall_seconds"]
     epochs = _flag_value(setting["flags"], "--epochs")
-    diffs = [(v[a] - v[b]) / epochs for v in table.values() if a in v and b in v]
-    return t_interval(diffs)
+    keys = [k for k, v in table.items() if a in v and b in v]
+    return clustered_interval([(table[k][a] - table[k][b]) / epochs for k in keys], [k[0] for k in keys])
 
 
 def _flag_value(flags: list[str], flag: str) -> int:
@@ -313,9 +337,12 @@ def summarize_blocks(blocks: dict | None, accelerator: str) -> dict | None:
     out = {"primary": primary_metric(accelerator), "threads": blocks["threads"], "error": blocks.get("error"),
            "warmup_rounds": warmup, "settings": {}}
     for name, setting in blocks["settings"].items():
-        setting = {**setting, "blocks": [b for b in setting["blocks"] if b["round"] >= warmup]}
+        # warm-up rounds: marked per generation; records written before generations existed: the first rounds
+        setting = {**setting, "blocks": [b for b in setting["blocks"] if not b.get("warmup", b["round"] < warmup)]}
         arms = setting["arms"]
-        row = {"flags": setting["flags"], "arms": {}, "comparisons": {}}
+        row = {"flags": setting["flags"], "arms": {}, "comparisons": {},
+               "generations": len({b.get("generation", 0) for b in setting["blocks"]}),
+               "rounds": len({b["round"] for b in setting["blocks"]})}
         for metric in ("cpu", "wall"):
             row["arms"][metric] = block_arms(setting, metric)
             row["comparisons"][metric] = {f"{a} / {b}": block_comparison(setting, metric, a, b)
@@ -357,7 +384,9 @@ def step_overhead(blocks: dict | None) -> dict | None:
     if not ratio or not ratio["ci95"]:
         return None
     out = {"metric": metric, "ratio": ratio["ratio"], "ratio_ci": ratio["ci95"], "confidence": CONFIDENCE,
-           "n": ratio["n"], "method": "Student t on per-round log ratios",
+           "n": ratio["n"], "unit": ratio["unit"], "rounds": ratio["rounds"],
+           "method": ("Student t over per-generation means of per-round log ratios (n worker processes)"
+                      if ratio["unit"] == "generation" else "Student t on per-round log ratios (one worker process)"),
            "aa_control": aa["ratio"] if aa else None, "aa_control_ci": aa["ci95"] if aa else None}
     fixed = blocks["settings"].get("fixed")
     if fixed:
@@ -367,6 +396,7 @@ def step_overhead(blocks: dict | None) -> dict | None:
             out["fixed_overhead_us"] = {
                 "plain": arms["plain"]["median"], "lightning": arms["lightning"]["median"],
                 "difference": diff["mean"], "difference_ci": [diff["low"], diff["high"]], "n": diff["n"],
+                "unit": diff["unit"], "rounds": diff["rounds"],
                 "aa_difference_ci": [aa_diff["low"], aa_diff["high"]] if aa_diff else None,
                 "flags": fixed["flags"]}
     return out

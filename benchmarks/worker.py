@@ -1,14 +1,17 @@
-"""`python -m benchmarks.worker SIDE`: a long-lived process that runs the side's real `fit(cfg)` on command.
+"""`python -m benchmarks.worker`: a long-lived process that runs either side's real `fit(cfg)` on command.
 
-One JSON line in (the training flags), one JSON line out (what the run recorded, plus this block's wall and
-CPU time). The side is imported once, so a block measures training, not interpreter start-up; the
-orchestrator (benchmarks/blocks.py) never lets two workers run at the same time.
+One JSON line in (the side and its training flags), one JSON line out (what the run recorded, plus this block's
+wall and CPU time). Both sides are imported once, in the same process: a process runs at its own speed on a
+shared VM (where its memory landed; ±6 % between processes here), and blocks of both sides in one process share
+it, so it cancels in their ratio. The orchestrator (benchmarks/blocks.py) never runs two blocks at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
+import io
 import json
 import os
 import resource
@@ -27,7 +30,13 @@ def run_block(fit, flags: list[str]) -> dict:
     """One fit(cfg) with its console output sent to stderr; the per-epoch record and the block's totals."""
     from shared.cli import parse_config
 
-    cfg = parse_config("worker", "", flags)
+    message = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(message):
+            cfg = parse_config("worker", "", flags)
+    except SystemExit:  # a bad flag: argparse's one line is the block's error
+        raise ValueError(message.getvalue().strip().splitlines()[-1]) from None
+    gc.collect()  # the previous block's garbage (either side's) is collected here, untimed, not inside this block
     wall, cpu = time.perf_counter(), _cpu_seconds()
     with contextlib.redirect_stdout(sys.stderr):
         result = fit(cfg)
@@ -36,21 +45,22 @@ def run_block(fit, flags: list[str]) -> dict:
             "block_cpu_seconds": _cpu_seconds() - cpu}
 
 
-def main(side: str) -> None:
+def main() -> None:
     import torch
 
-    # equal and fixed on both sides: the orchestrator sets OMP_NUM_THREADS for every worker
+    # fixed: the orchestrator sets OMP_NUM_THREADS, and every block of both sides runs with it
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
-    fit = importlib.import_module(f"{MODULES[side]}.train").fit
+    fits = {side: importlib.import_module(f"{module}.train").fit for side, module in MODULES.items()}
     out = sys.stdout
-    print(json.dumps({"ready": side, "threads": torch.get_num_threads()}), file=out, flush=True)
+    print(json.dumps({"ready": sorted(fits), "threads": torch.get_num_threads()}), file=out, flush=True)
     for line in sys.stdin:
         try:
-            reply = run_block(fit, json.loads(line)["flags"])
+            request = json.loads(line)
+            reply = run_block(fits[request["side"]], request["flags"])
         except (Exception, SystemExit) as err:  # reported to the orchestrator, which records it; the worker stays up
             reply = {"ok": False, "error": f"{type(err).__name__}: {err}"[:300]}
         print(json.dumps(reply), file=out, flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()

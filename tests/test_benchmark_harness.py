@@ -229,3 +229,55 @@ def test_the_report_says_when_other_work_shared_the_machine(loads, busy) -> None
     note = report_mod.load_note(blocks, cores=2)
     assert f"{min(loads):.1f}-{max(loads):.1f}" in note
     assert ("other work shared the machine" in note) == busy
+
+
+def test_intervals_are_over_processes_where_the_rounds_ran_in_several() -> None:
+    """A process's own speed persists over its rounds: with the rounds of 6 processes the interval is over the 6
+    process means (its n), and wider than the per-round interval that would ignore them."""
+    raw = fake_raw([fake_run(side, r) for r in range(2) for side in ("plain", "lightning")])
+    blocks = fake_blocks(rounds=24)
+    for setting in blocks["settings"].values():
+        for b in setting["blocks"]:
+            b["generation"] = b["round"] // 4
+            if b["arm"] == "lightning":  # this process ran Lightning 4 % fast or slow, for all its rounds
+                factor = 1.04 if b["generation"] % 2 else 1 / 1.04
+                b["per_step"] = {**b["per_step"], "cpu": factor * b["per_step"]["cpu"]}
+    raw["accelerators"]["cpu"]["blocks"] = blocks
+    h = summarize(raw)["step_overhead"]["cpu"]
+    assert (h["n"], h["unit"], h["rounds"]) == (6, "generation", 24)
+    assert h["ratio"] == pytest.approx(1.1, rel=0.01) and h["ratio_ci"][0] < 1.1 < h["ratio_ci"][1]
+    assert h["fixed_overhead_us"]["unit"] == "generation" and h["fixed_overhead_us"]["n"] == 6
+    for setting in blocks["settings"].values():
+        for b in setting["blocks"]:
+            b["generation"] = 0
+    naive = summarize(raw)["step_overhead"]["cpu"]
+    assert (naive["n"], naive["unit"]) == (24, "round")
+    assert naive["ratio_ci"][1] - naive["ratio_ci"][0] < (h["ratio_ci"][1] - h["ratio_ci"][0]) / 2
+
+
+def test_a_setting_splits_its_rounds_evenly_over_its_processes() -> None:
+    from benchmarks.blocks import RATIO_ARMS, Setting
+
+    with pytest.raises(ValueError, match="10 rounds do not split into 3 generations"):
+        Setting("step", (), RATIO_ARMS, 10, generations=3)
+
+
+@pytest.mark.slow
+def test_blocks_run_both_sides_in_each_fresh_worker_process(tmp_path) -> None:
+    """One worker per generation runs every arm; a bad block is recorded and its worker goes on."""
+    from benchmarks.blocks import RATIO_ARMS, Arm, Setting, run_settings
+
+    flags = ["--samples-per-class", "8", "--image-size", "8", "--base-channels", "1", "--batch-size", "9",
+             "--epochs", "1", "--barebones", "--no-plots", "--seed", "3"]
+    settings = [Setting("step", (), RATIO_ARMS, 2, generations=2),
+                Setting("bad", (), (Arm("lightning", "lightning", ("--epochs", "0")),), 1)]
+    out = run_settings(settings, flags, 1, tmp_path, seed=1, timeout_s=120, say=lambda _: None, warmup_rounds=1)
+    assert "error" not in out and sorted(out["workers"]) == ["g00", "g01"]
+    assert all(w["exit"] == 0 and w["cpu_seconds"] > 0 for w in out["workers"].values())
+    step = out["settings"]["step"]["blocks"]
+    assert len(step) == 2 * (1 + 1) * 3 and all(b["ok"] for b in step)
+    assert [(b["generation"], b["round"], b["warmup"]) for b in step[::3]] == [(0, 0, True), (0, 1, False),
+                                                                              (1, 2, True), (1, 3, False)]
+    assert len({b["final_weights_sha256"] for b in step}) == 1  # plain and Lightning, in one process: same weights
+    bad = out["settings"]["bad"]["blocks"]
+    assert [b["generation"] for b in bad] == [0, 0] and not bad[0]["ok"] and "epochs" in bad[0]["error"]
