@@ -10,12 +10,14 @@ its ratio shows the noise floor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +79,7 @@ class Worker:
     def __init__(self, threads: int, log_path: Path, timeout_s: float) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout_s = timeout_s
+        self.reaped = None
         self.log = open(log_path, "ab")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.worker"], cwd=ROOT, env=env, text=True,
@@ -97,22 +100,40 @@ class Worker:
         finally:
             timer.cancel()
         if not line:
-            raise RuntimeError(f"worker exited (status {self.proc.poll()}); see {self.log.name}")
+            raise RuntimeError(f"worker exited (status {self._reap()['exit']}); see {self.log.name}")
         return line
 
     def run(self, side: str, flags: list[str]) -> dict:
-        self.proc.stdin.write(json.dumps({"side": side, "flags": flags}) + "\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(json.dumps({"side": side, "flags": flags}) + "\n")
+            self.proc.stdin.flush()
+        except OSError as err:  # it died between blocks
+            raise RuntimeError(f"worker exited ({err}); see {self.log.name}") from None
         return json.loads(self._read())
 
+    def _reap(self, patience_s: float = 5.0) -> dict:
+        """Wait for the child (once) and keep its exit status and its own CPU time (wait4 rusage) over its life."""
+        if self.reaped is None:
+            deadline = time.monotonic() + patience_s
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            while pid == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+                pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid == 0:  # still running after its stdin closed: end it
+                self.proc.kill()
+                pid, status, usage = os.wait4(self.proc.pid, 0)
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+            self.reaped = {"exit": self.proc.returncode, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                           "max_rss_bytes": usage.ru_maxrss * 1024}
+        return self.reaped
+
     def close(self) -> dict:
-        """Stop the worker; its own CPU time (wait4 rusage) over its whole life."""
-        self.proc.stdin.close()
-        _, status, usage = os.wait4(self.proc.pid, 0)
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        """Stop the worker; its exit status and CPU time over its whole life."""
+        with contextlib.suppress(OSError):  # a worker that died has no pipe left to close cleanly
+            self.proc.stdin.close()
+        reaped = self._reap(patience_s=self.timeout_s)
         self.log.close()
-        return {"exit": self.proc.returncode, "cpu_seconds": usage.ru_utime + usage.ru_stime,
-                "max_rss_bytes": usage.ru_maxrss * 1024}
+        return reaped
 
 
 def per_step(reply: dict) -> dict:

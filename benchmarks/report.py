@@ -180,6 +180,11 @@ def blocks_protocol(raw: dict, summary: dict) -> str:
         parts.append(f"{ACC_NAMES[acc]}: {shares}; {warmup} warm-up round(s) at the start of each process's share "
                      f"of a setting (measured, left out), {epochs} epoch(s) per block, {blocks['threads']} thread(s) "
                      "in the worker" + load_note(blocks, raw["machine"]["cores"]))
+    if any(key in blocks_workers(raw) for key in ("plain_b", "lightning")):  # records of the earlier protocol
+        return ("Each side's real `fit(cfg)` ran in its own long-lived worker process (three: plain, Lightning and a "
+                "second plain one for the A/A control), a round one block per arm in a shuffled order; intervals are "
+                "Student t over the rounds (this protocol leaves each process's own speed out of them). "
+                + "; ".join(parts) + ".")
     return ("Both sides' real `fit(cfg)` run in one long-lived worker process (both imported once), a block at a "
             "time: a round runs one block per arm (plain, Lightning, and plain again for the A/A control) back to "
             "back in a shuffled order. A block is a barebones fixed-length run (`--barebones`, no early stopping) and "
@@ -194,6 +199,11 @@ def blocks_protocol(raw: dict, summary: dict) -> str:
             f"{MIN_CI_N} units. `step` is the profile's setting, `fixed` a near-zero-cost step (1-channel CNN, 8x8 "
             "maps, batch 1) where the framework's own cost dominates, `sweep ...` settings vary the step's cost. "
             + "; ".join(parts) + ".")
+
+
+def blocks_workers(raw: dict) -> set[str]:
+    """The worker keys of every accelerator's blocks ("g00", ... now; "plain", "plain_b", "lightning" before)."""
+    return {key for entry in raw["accelerators"].values() for key in ((entry.get("blocks") or {}).get("workers") or {})}
 
 
 def load_note(blocks: dict, cores: int) -> str:
@@ -451,9 +461,11 @@ def write_report(raw: dict, summary: dict, report_dir: Path) -> Path:
         (tmp / "comparison.md").write_text(render_markdown(raw, summary), encoding="utf-8")
         (tmp / "benchmark.json").write_text(json.dumps({"raw": raw, "summary": summary}, indent=1), encoding="utf-8")
         plots.write_all(raw, summary, tmp)
-        kept = report_dir / "pytest-benchmark"  # earlier micro-benchmark runs: what --benchmark-compare reads
-        if kept.is_dir():
-            shutil.copytree(kept, tmp / kept.name)
+        # what this report does not write stays: earlier micro-benchmark runs (what --benchmark-compare reads),
+        # the frontier's files, a GPU check log
+        for kept in (report_dir.iterdir() if report_dir.is_dir() else ()):
+            if not (tmp / kept.name).exists():
+                (shutil.copytree if kept.is_dir() else shutil.copy2)(kept, tmp / kept.name)
         old = report_dir.with_name(f".{report_dir.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if report_dir.exists():

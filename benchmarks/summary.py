@@ -43,7 +43,7 @@ def clustered(values: list[float], clusters: list | None) -> tuple[list[float], 
     groups = {}
     for value, cluster in zip(values, clusters if clusters is not None else range(len(values))):
         groups.setdefault(cluster, []).append(value)
-    if clusters is not None and len(groups) > 1:
+    if clusters is not None:
         return [float(np.mean(g)) for g in groups.values()], "generation"
     return list(values), "round"
 
@@ -298,6 +298,7 @@ def block_comparison(setting: dict, metric: str, a: str, b: str) -> dict:
     """Arm a against arm b, paired by round: ratio a/b (t on logs) and difference a - b in µs per step (t), each
     over per-generation means when the setting ran on several worker processes."""
     num, den, gens = _paired_blocks(_block_table(setting, metric), a, b)
+    gens = gens if setting.get("generations", 1) > 1 else None  # planned over processes: never fall back to rounds
     return {"ratio": paired_ratio(num, den, gens),
             "difference_us": clustered_interval([1e6 * (x - y) for x, y in zip(num, den)], gens)}
 
@@ -317,7 +318,8 @@ def block_epoch_cost(setting: dict, a: str, b: str) -> dict | None:
             table.setdefault((blk.get("generation", 0), blk["round"]), {})[blk["arm"]] = blk["block_wall_seconds"]
     epochs = _flag_value(setting["flags"], "--epochs")
     keys = [k for k, v in table.items() if a in v and b in v]
-    return clustered_interval([(table[k][a] - table[k][b]) / epochs for k in keys], [k[0] for k in keys])
+    return clustered_interval([(table[k][a] - table[k][b]) / epochs for k in keys],
+                              [k[0] for k in keys] if setting.get("generations", 1) > 1 else None)
 
 
 def _flag_value(flags: list[str], flag: str) -> int:

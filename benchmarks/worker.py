@@ -30,12 +30,17 @@ def run_block(fit, flags: list[str]) -> dict:
     """One fit(cfg) with its console output sent to stderr; the per-epoch record and the block's totals."""
     from shared.cli import parse_config
 
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise TypeError(f"flags must be a list of strings, not {flags!r}"[:200])
     message = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(message):
+    try:  # argparse writes to both (--help to stdout): neither may reach the reply channel
+        with contextlib.redirect_stderr(message), contextlib.redirect_stdout(message):
             cfg = parse_config("worker", "", flags)
-    except SystemExit:  # a bad flag: argparse's one line is the block's error
-        raise ValueError(message.getvalue().strip().splitlines()[-1]) from None
+    except SystemExit as end:  # a bad flag: argparse's last line is the block's error
+        lines = message.getvalue().strip().splitlines()
+        if end.code == 0 or not lines:  # --help: the parser printed its help and stopped
+            raise ValueError(f"the flags ended the parser without a run ({' '.join(flags)[:100]})") from None
+        raise ValueError(lines[-1]) from None
     gc.collect()  # the previous block's garbage (either side's) is collected here, untimed, not inside this block
     wall, cpu = time.perf_counter(), _cpu_seconds()
     with contextlib.redirect_stdout(sys.stderr):
@@ -56,6 +61,8 @@ def main() -> None:
     for line in sys.stdin:
         try:
             request = json.loads(line)
+            if request.get("side") not in fits:
+                raise ValueError(f"unknown side {request.get('side')!r} (one of {', '.join(sorted(fits))})")
             reply = run_block(fits[request["side"]], request["flags"])
         except (Exception, SystemExit) as err:  # reported to the orchestrator, which records it; the worker stays up
             reply = {"ok": False, "error": f"{type(err).__name__}: {err}"[:300]}

@@ -237,6 +237,7 @@ def test_intervals_are_over_processes_where_the_rounds_ran_in_several() -> None:
     raw = fake_raw([fake_run(side, r) for r in range(2) for side in ("plain", "lightning")])
     blocks = fake_blocks(rounds=24)
     for setting in blocks["settings"].values():
+        setting["generations"] = 6
         for b in setting["blocks"]:
             b["generation"] = b["round"] // 4
             if b["arm"] == "lightning":  # this process ran Lightning 4 % fast or slow, for all its rounds
@@ -248,6 +249,7 @@ def test_intervals_are_over_processes_where_the_rounds_ran_in_several() -> None:
     assert h["ratio"] == pytest.approx(1.1, rel=0.01) and h["ratio_ci"][0] < 1.1 < h["ratio_ci"][1]
     assert h["fixed_overhead_us"]["unit"] == "generation" and h["fixed_overhead_us"]["n"] == 6
     for setting in blocks["settings"].values():
+        setting["generations"] = 1
         for b in setting["blocks"]:
             b["generation"] = 0
     naive = summarize(raw)["step_overhead"]["cpu"]
@@ -281,3 +283,26 @@ def test_blocks_run_both_sides_in_each_fresh_worker_process(tmp_path) -> None:
     assert len({b["final_weights_sha256"] for b in step}) == 1  # plain and Lightning, in one process: same weights
     bad = out["settings"]["bad"]["blocks"]
     assert [b["generation"] for b in bad] == [0, 0] and not bad[0]["ok"] and "epochs" in bad[0]["error"]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_between_blocks_ends_only_its_generation(tmp_path, monkeypatch) -> None:
+    from benchmarks import blocks as blocks_mod
+
+    flags = ["--samples-per-class", "8", "--image-size", "8", "--base-channels", "1", "--batch-size", "9",
+             "--epochs", "1", "--barebones", "--no-plots", "--seed", "3"]
+    real_run, calls = blocks_mod.Worker.run, []
+
+    def run(self, side, block_flags):
+        calls.append(side)
+        if len(calls) == 2:  # the first generation's worker dies after its first block
+            self.proc.kill()
+        return real_run(self, side, block_flags)
+
+    monkeypatch.setattr(blocks_mod.Worker, "run", run)
+    settings = [blocks_mod.Setting("step", (), blocks_mod.RATIO_ARMS, 2, generations=2)]
+    out = blocks_mod.run_settings(settings, flags, 1, tmp_path, seed=1, timeout_s=120, say=lambda _: None)
+    assert out["error"].startswith("generation 0: RuntimeError: worker exited")
+    assert out["workers"]["g00"]["exit"] == -9 and out["workers"]["g01"]["exit"] == 0
+    step = out["settings"]["step"]["blocks"]
+    assert [b["generation"] for b in step] == [0, 1, 1, 1] and all(b["ok"] for b in step)
