@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -40,12 +41,12 @@ def t_interval(values: list[float], confidence: float = CONFIDENCE) -> dict | No
 def clustered(values: list[float], clusters: list | None) -> tuple[list[float], str]:
     """The units an interval is taken over: with values from several worker processes (generations), one mean
     per process, so whatever differs between processes is inside the interval; else the values themselves."""
+    if clusters is None:
+        return list(values), "round"
     groups = {}
-    for value, cluster in zip(values, clusters if clusters is not None else range(len(values))):
+    for value, cluster in zip(values, clusters):
         groups.setdefault(cluster, []).append(value)
-    if clusters is not None:
-        return [float(np.mean(g)) for g in groups.values()], "generation"
-    return list(values), "round"
+    return [float(np.mean(g)) for g in groups.values()], "generation"
 
 
 def paired_ratio(numerators: list[float], denominators: list[float], clusters: list | None = None) -> dict | None:
@@ -55,7 +56,7 @@ def paired_ratio(numerators: list[float], denominators: list[float], clusters: l
     if not kept:
         return None
     ratios = [r for r, _ in kept]
-    units, unit = clustered(list(np.log(ratios)), [c for _, c in kept] if clusters else None)
+    units, unit = clustered(list(np.log(ratios)), [c for _, c in kept] if clusters is not None else None)
     out = {"ratio": float(np.exp(np.mean(units))), "median": float(np.median(ratios)), "n": len(units), "unit": unit,
            "rounds": len(ratios), "ci95": None,
            "range": [float(min(ratios)), float(max(ratios))] if unit == "round" else
@@ -279,47 +280,48 @@ def per_accelerator(summary: dict) -> dict:
     return {acc: summary[acc] for acc in ACCELERATORS if acc in summary}
 
 
-def _block_table(setting: dict, metric: str) -> dict[tuple[int, int], dict[str, float]]:
-    """(generation, round) -> arm -> seconds per step (metric 'cpu' or 'wall') of the blocks that finished."""
+def _block_table(setting: dict, value: Callable[[dict], float]) -> dict[tuple[int, int], dict[str, float]]:
+    """(generation, round) -> arm -> value(block) of the blocks that finished."""
     table = {}
     for b in setting["blocks"]:
         if b["ok"]:
-            table.setdefault((b.get("generation", 0), b["round"]), {})[b["arm"]] = b["per_step"][metric]
+            table.setdefault((b.get("generation", 0), b["round"]), {})[b["arm"]] = value(b)
     return table
 
 
-def _paired_blocks(table: dict, a: str, b: str) -> tuple[list[float], list[float], list[int]]:
-    """a's and b's values in the rounds that have both, and each round's generation."""
+def _per_step(metric: str) -> Callable[[dict], float]:
+    """A block's seconds per step in metric 'cpu' or 'wall'."""
+    return lambda b: b["per_step"][metric]
+
+
+def _paired_blocks(setting: dict, table: dict, a: str, b: str) -> tuple[list[float], list[float], list[int] | None]:
+    """a's and b's values in the rounds that have both, and each round's generation where the setting was planned
+    over several processes (None otherwise: a setting planned over processes never falls back to rounds)."""
     keys = [k for k, v in table.items() if a in v and b in v]
-    return [table[k][a] for k in keys], [table[k][b] for k in keys], [k[0] for k in keys]
+    gens = [k[0] for k in keys] if setting.get("generations", 1) > 1 else None
+    return [table[k][a] for k in keys], [table[k][b] for k in keys], gens
 
 
 def block_comparison(setting: dict, metric: str, a: str, b: str) -> dict:
     """Arm a against arm b, paired by round: ratio a/b (t on logs) and difference a - b in µs per step (t), each
     over per-generation means when the setting ran on several worker processes."""
-    num, den, gens = _paired_blocks(_block_table(setting, metric), a, b)
-    gens = gens if setting.get("generations", 1) > 1 else None  # planned over processes: never fall back to rounds
+    num, den, gens = _paired_blocks(setting, _block_table(setting, _per_step(metric)), a, b)
     return {"ratio": paired_ratio(num, den, gens),
             "difference_us": clustered_interval([1e6 * (x - y) for x, y in zip(num, den)], gens)}
 
 
 def block_arms(setting: dict, metric: str) -> dict[str, dict | None]:
     """µs per step of each arm (spread over its blocks)."""
-    table = _block_table(setting, metric)
+    table = _block_table(setting, _per_step(metric))
     return {arm: spread([1e6 * v[arm] for v in table.values() if arm in v]) for arm in setting["arms"]}
 
 
 def block_epoch_cost(setting: dict, a: str, b: str) -> dict | None:
     """Whole-block wall seconds per epoch, a - b, paired by round: what a feature costs outside the step loop too
     (validation logging, checkpoint files, early stopping), with a t-interval."""
-    table = {}
-    for blk in setting["blocks"]:
-        if blk["ok"]:
-            table.setdefault((blk.get("generation", 0), blk["round"]), {})[blk["arm"]] = blk["block_wall_seconds"]
+    num, den, gens = _paired_blocks(setting, _block_table(setting, lambda blk: blk["block_wall_seconds"]), a, b)
     epochs = _flag_value(setting["flags"], "--epochs")
-    keys = [k for k, v in table.items() if a in v and b in v]
-    return clustered_interval([(table[k][a] - table[k][b]) / epochs for k in keys],
-                              [k[0] for k in keys] if setting.get("generations", 1) > 1 else None)
+    return clustered_interval([(x - y) / epochs for x, y in zip(num, den)], gens)
 
 
 def _flag_value(flags: list[str], flag: str) -> int:

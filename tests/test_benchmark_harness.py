@@ -264,16 +264,19 @@ def test_a_setting_splits_its_rounds_evenly_over_its_processes() -> None:
         Setting("step", (), RATIO_ARMS, 10, generations=3)
 
 
+# a block of a few seconds: 72 maps of 8x8, a 1-channel CNN, one barebones epoch
+BLOCK_FLAGS = ["--samples-per-class", "8", "--image-size", "8", "--base-channels", "1", "--batch-size", "9", "--epochs", "1",
+               "--barebones", "--no-plots", "--seed", "3"]
+
+
 @pytest.mark.slow
 def test_blocks_run_both_sides_in_each_fresh_worker_process(tmp_path) -> None:
     """One worker per generation runs every arm; a bad block is recorded and its worker goes on."""
     from benchmarks.blocks import RATIO_ARMS, Arm, Setting, run_settings
 
-    flags = ["--samples-per-class", "8", "--image-size", "8", "--base-channels", "1", "--batch-size", "9",
-             "--epochs", "1", "--barebones", "--no-plots", "--seed", "3"]
     settings = [Setting("step", (), RATIO_ARMS, 2, generations=2),
                 Setting("bad", (), (Arm("lightning", "lightning", ("--epochs", "0")),), 1)]
-    out = run_settings(settings, flags, 1, tmp_path, seed=1, timeout_s=120, say=lambda _: None, warmup_rounds=1)
+    out = run_settings(settings, BLOCK_FLAGS, 1, tmp_path, seed=1, timeout_s=120, say=lambda _: None, warmup_rounds=1)
     assert "error" not in out and sorted(out["workers"]) == ["g00", "g01"]
     assert all(w["exit"] == 0 and w["cpu_seconds"] > 0 for w in out["workers"].values())
     step = out["settings"]["step"]["blocks"]
@@ -289,8 +292,6 @@ def test_blocks_run_both_sides_in_each_fresh_worker_process(tmp_path) -> None:
 def test_a_worker_killed_between_blocks_ends_only_its_generation(tmp_path, monkeypatch) -> None:
     from benchmarks import blocks as blocks_mod
 
-    flags = ["--samples-per-class", "8", "--image-size", "8", "--base-channels", "1", "--batch-size", "9",
-             "--epochs", "1", "--barebones", "--no-plots", "--seed", "3"]
     real_run, calls = blocks_mod.Worker.run, []
 
     def run(self, side, block_flags):
@@ -301,7 +302,7 @@ def test_a_worker_killed_between_blocks_ends_only_its_generation(tmp_path, monke
 
     monkeypatch.setattr(blocks_mod.Worker, "run", run)
     settings = [blocks_mod.Setting("step", (), blocks_mod.RATIO_ARMS, 2, generations=2)]
-    out = blocks_mod.run_settings(settings, flags, 1, tmp_path, seed=1, timeout_s=120, say=lambda _: None)
+    out = blocks_mod.run_settings(settings, BLOCK_FLAGS, 1, tmp_path, seed=1, timeout_s=120, say=lambda _: None)
     assert out["error"].startswith("generation 0: RuntimeError: worker exited")
     assert out["workers"]["g00"]["exit"] == -9 and out["workers"]["g01"]["exit"] == 0
     step = out["settings"]["step"]["blocks"]
