@@ -63,7 +63,7 @@ def to_inputs(codes: np.ndarray) -> torch.Tensor:
 
 
 def split_dataset(cfg: TrainConfig) -> WaferSplits:
-    """Stratified train/val/test split drawn from cfg.seed; class weights from the training split.
+    """Stratified train/val/test split drawn from cfg.seed; class weights (balanced ** power) from the training split.
 
     On a real file the per-class cap (--samples-per-class) thins the training split alone: validation and
     test keep the class mix a fab sees, so their metrics say how the model does on real wafers.
@@ -84,7 +84,7 @@ def split_dataset(cfg: TrainConfig) -> WaferSplits:
     x, y = to_inputs(maps.codes), torch.from_numpy(maps.labels)
     present = np.unique(maps.labels[train_idx])
     weights = np.ones(len(CLASS_NAMES), dtype=np.float32)
-    weights[present] = compute_class_weight("balanced", classes=present, y=maps.labels[train_idx])
+    weights[present] = compute_class_weight("balanced", classes=present, y=maps.labels[train_idx]) ** cfg.class_weight_power
     return WaferSplits(*(TensorDataset(x[i], y[i]) for i in (train_idx, val_idx, test_idx)),
                        class_weights=torch.from_numpy(weights), skipped=maps.skipped)
 

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.slow
 FLAG_SETS = {
     "default": {},
     "augment, class weights, natural mix": {"augment": True, "class_weights": True, "balance_classes": False},
+    "softened class weights, natural mix": {"class_weights": True, "class_weight_power": 0.5, "balance_classes": False},
     "monitor val_acc": {"monitor": "val_acc", "patience": 1},
     "channels_last": {"channels_last": True},
     "barebones": {"barebones": True},

@@ -134,6 +134,15 @@ def test_bad_value_exits_2_naming_the_flag(argv, flag, capsys):
     assert argv[1] in err  # the offending value is quoted back
 
 
+def test_class_weight_power_needs_class_weights_and_a_positive_value():
+    assert TrainConfig(class_weights=True, class_weight_power=0.5).class_weight_power == 0.5
+    with pytest.raises(ValueError, match="class_weight_power=0.5 needs --class-weights"):
+        TrainConfig(class_weight_power=0.5)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="must be finite and > 0"):
+            TrainConfig(class_weights=True, class_weight_power=bad)
+
+
 def test_compile_mode_needs_compile():
     assert TrainConfig(compile=True, compile_mode="reduce-overhead").compile_mode == "reduce-overhead"
     with pytest.raises(ValueError, match="compile_mode='reduce-overhead' needs --compile"):

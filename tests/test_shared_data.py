@@ -91,6 +91,15 @@ def test_class_weights_are_balanced_over_the_training_split(tiny_cfg, fake_maps)
     assert splits.class_weights[1] > splits.class_weights[8]  # rare class weighs more
 
 
+def test_class_weight_power_softens_the_balanced_weights(tiny_cfg, fake_maps):
+    fake_maps([300, 10, 120, 200, 80, 10, 20, 25, 700])
+    cfg = tiny_cfg.replace(image_size=SIZE, class_weights=True)
+    balanced = split_dataset(cfg).class_weights.numpy()
+    soft = split_dataset(cfg.replace(class_weight_power=0.5)).class_weights.numpy()
+    assert np.allclose(soft, np.sqrt(balanced), rtol=1e-6)
+    assert 1 < soft[1] < balanced[1] and balanced[8] < soft[8] < 1  # rare classes weigh less, 'none' more
+
+
 def test_too_few_maps_is_a_clear_error(tiny_cfg, fake_maps):
     fake_maps([20, 20, 20, 20, 20, 1, 20, 20, 20])
     with pytest.raises(ValueError, match="--samples-per-class"):
