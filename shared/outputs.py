@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from shared.errors import TrainingError
 RUN_OUTPUTS = ("metrics.json", "confusion_matrix.png", "sample_predictions.png", "checkpoints", "tensorboard")
 TRAINING_OUTPUTS = ("checkpoints", "tensorboard")  # only training writes these; evaluate may replace the rest
 LOCK_NAME = ".lock"
+# shared.runtime.atomic_write_bytes's temp files (mkstemp: "." + target name + 8 random characters + ".tmp")
+_TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 def is_global_rank_zero() -> bool:
@@ -84,11 +87,26 @@ def claim_output_dir(cfg: TrainConfig) -> Iterator[None]:
                                     f"folder")
             if found and cfg.overwrite:
                 clear_outputs(path, found)
+            remove_dead_temp_files(path)
             yield
     except BaseException:
         if created and not any(path.iterdir()):  # a refused run leaves no empty folder behind
             path.rmdir()
         raise
+
+
+def remove_dead_temp_files(path: Path) -> None:
+    """Delete half-written atomic-write temp files a killed run left in the folder and its checkpoints.
+
+    Called with the folder's lock held, so no live writer owns them; the files they were to replace are intact.
+    """
+    dead = [f for folder in (path, path / "checkpoints") if folder.is_dir()
+            for f in folder.iterdir() if f.is_file() and _TEMP_FILE.match(f.name)]
+    for f in dead:
+        f.unlink(missing_ok=True)
+    if dead:
+        print(f"removed {len(dead)} half-written file(s) a killed run left in {path}: "
+              f"{', '.join(sorted(f.name for f in dead))}", flush=True)
 
 
 def clear_outputs(path: Path, found: list[str]) -> None:

@@ -97,6 +97,8 @@ def other_value(name: str, stored: dict, spare_file: Path) -> list[str]:
         return [flag if not value else "--no-" + flag[2:]]
     if name == "data":
         return [flag, str(spare_file)]
+    if name == "class_weight_power":  # valid only with class weights (the refusal then names both fields)
+        return ["--class-weights", flag, str(value + 0.05)]
     if isinstance(value, str):
         return [flag, OTHER_STRINGS[name]]  # a new str field needs its entry here
     return [flag, str(value + 1 if isinstance(value, int) else value + 0.05)]

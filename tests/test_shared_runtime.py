@@ -118,3 +118,21 @@ def test_seed_everything_repeats_every_generator():
 def test_epoch_seed_differs_per_epoch_and_seed(tiny_cfg):
     seeds = {epoch_seed(tiny_cfg.replace(seed=s), e) for s in range(3) for e in range(30)}
     assert len(seeds) == 90
+
+
+def test_claiming_a_folder_removes_only_a_killed_writers_temp_files(tmp_path, capsys):
+    from conftest import tiny
+
+    from shared.outputs import claim_output_dir
+
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    atomic_write_bytes(ckpts / "last.pt", b"good")
+    dead = [ckpts / ".epoch=1-val_loss=1.6243.pt.nywk9spq.tmp", tmp_path / ".metrics.json.a1b2_c3d.tmp"]
+    kept = [tmp_path / "notes.tmp", tmp_path / ".hidden.tmp", ckpts / "last.pt"]
+    for f in dead + kept[:2]:
+        f.write_bytes(b"half")
+    with claim_output_dir(tiny(tmp_path, resume="last")):
+        assert not any(f.exists() for f in dead)
+    assert all(f.exists() for f in kept) and (ckpts / "last.pt").read_bytes() == b"good"
+    assert "removed 2 half-written file(s)" in capsys.readouterr().out
