@@ -18,7 +18,7 @@ RUN_OUTPUTS = ("metrics.json", "confusion_matrix.png", "sample_predictions.png",
 TRAINING_OUTPUTS = ("checkpoints", "tensorboard")  # only training writes these; evaluate may replace the rest
 LOCK_NAME = ".lock"
 # shared.runtime.atomic_write_bytes's temp files (mkstemp: "." + target name + 8 random characters + ".tmp")
-_TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+_TEMP_FILE = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 def is_global_rank_zero() -> bool:
@@ -100,8 +100,12 @@ def remove_dead_temp_files(path: Path) -> None:
 
     Called with the folder's lock held, so no live writer owns them; the files they were to replace are intact.
     """
-    dead = [f for folder in (path, path / "checkpoints") if folder.is_dir()
-            for f in folder.iterdir() if f.is_file() and _TEMP_FILE.match(f.name)]
+    def dead_temp(f: Path, in_checkpoints: bool) -> bool:  # checkpoints/ is the run's; beside it, only its outputs
+        match = _TEMP_FILE.match(f.name)
+        return f.is_file() and match is not None and (in_checkpoints or match["target"] in RUN_OUTPUTS)
+
+    dead = [f for folder, inside in ((path, False), (path / "checkpoints", True)) if folder.is_dir()
+            for f in folder.iterdir() if dead_temp(f, inside)]
     for f in dead:
         f.unlink(missing_ok=True)
     if dead:

@@ -129,8 +129,8 @@ def test_claiming_a_folder_removes_only_a_killed_writers_temp_files(tmp_path, ca
     ckpts.mkdir()
     atomic_write_bytes(ckpts / "last.pt", b"good")
     dead = [ckpts / ".epoch=1-val_loss=1.6243.pt.nywk9spq.tmp", tmp_path / ".metrics.json.a1b2_c3d.tmp"]
-    kept = [tmp_path / "notes.tmp", tmp_path / ".hidden.tmp", ckpts / "last.pt"]
-    for f in dead + kept[:2]:
+    kept = [tmp_path / "notes.tmp", tmp_path / ".hidden.tmp", tmp_path / ".draft.abcdefgh.tmp", ckpts / "last.pt"]
+    for f in dead + kept[:3]:
         f.write_bytes(b"half")
     with claim_output_dir(tiny(tmp_path, resume="last")):
         assert not any(f.exists() for f in dead)
