@@ -5,20 +5,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from shared.config import TrainConfig
 from shared.errors import TrainingError
+from shared.runtime import TEMP_FILE
 
 # what a run writes; anything else in the folder (a benchmark's console.log, a user's notes) is not a run
 RUN_OUTPUTS = ("metrics.json", "confusion_matrix.png", "sample_predictions.png", "checkpoints", "tensorboard")
 TRAINING_OUTPUTS = ("checkpoints", "tensorboard")  # only training writes these; evaluate may replace the rest
 LOCK_NAME = ".lock"
-# shared.runtime.atomic_write_bytes's temp files (mkstemp: "." + target name + 8 random characters + ".tmp")
-_TEMP_FILE = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 def is_global_rank_zero() -> bool:
@@ -87,7 +85,7 @@ def claim_output_dir(cfg: TrainConfig) -> Iterator[None]:
                                     f"folder")
             if found and cfg.overwrite:
                 clear_outputs(path, found)
-            remove_dead_temp_files(path)
+            remove_dead_temp_files(path, cfg.checkpoint_dir)
             yield
     except BaseException:
         if created and not any(path.iterdir()):  # a refused run leaves no empty folder behind
@@ -95,16 +93,16 @@ def claim_output_dir(cfg: TrainConfig) -> Iterator[None]:
         raise
 
 
-def remove_dead_temp_files(path: Path) -> None:
+def remove_dead_temp_files(path: Path, checkpoint_dir: Path) -> None:
     """Delete half-written atomic-write temp files a killed run left in the folder and its checkpoints.
 
     Called with the folder's lock held, so no live writer owns them; the files they were to replace are intact.
     """
     def dead_temp(f: Path, in_checkpoints: bool) -> bool:  # checkpoints/ is the run's; beside it, only its outputs
-        match = _TEMP_FILE.match(f.name)
+        match = TEMP_FILE.match(f.name)
         return f.is_file() and match is not None and (in_checkpoints or match["target"] in RUN_OUTPUTS)
 
-    dead = [f for folder, inside in ((path, False), (path / "checkpoints", True)) if folder.is_dir()
+    dead = [f for folder, inside in ((path, False), (checkpoint_dir, True)) if folder.is_dir()
             for f in folder.iterdir() if dead_temp(f, inside)]
     for f in dead:
         f.unlink(missing_ok=True)

@@ -67,6 +67,10 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# atomic_write_bytes's temp files: "." + the target's name + "." + mkstemp's 8 random characters + ".tmp"
+TEMP_FILE = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then os.replace: readers see old or new, never half."""
     path = Path(path)
