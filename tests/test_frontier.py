@@ -26,6 +26,15 @@ def test_render_writes_the_table_and_the_plot(tmp_path):
     assert (tmp_path / "frontier.png").stat().st_size > 10_000
 
 
+def test_several_seeds_of_a_setting_get_a_mean_and_a_range(tmp_path):
+    records = [record("a", "plain", 3.0, 0.80), {**record("a", "plain", 3.4, 0.86), "seed": 43},
+               record("b", "plain", 9.5, 0.88)]
+    frontier.render(records, tmp_path)
+    text = (tmp_path / "frontier.md").read_text()
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in text.splitlines() if "0.800-0.860" in line]
+    assert rows == [["a", "plain PyTorch", "2", "0.830", "0.800-0.860", "3.2", "42, 43"]]  # b has one seed: no row
+
+
 def test_render_only_redraws_from_the_saved_records(tmp_path):
     (tmp_path / "frontier.json").write_text(json.dumps([record("a", "plain", 2.0, 0.8)]))
     frontier.main(["--render-only", "--report-dir", str(tmp_path)])
