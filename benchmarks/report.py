@@ -428,10 +428,16 @@ def header(raw: dict) -> list[str]:
 
 def errors_section(summary: dict) -> list[str]:
     rows = [[ACC_NAMES[acc], NAMES[side], msg] for acc, s in per_accelerator(summary).items() for side, msgs in s["errors"].items() for msg in msgs]
-    if not rows:
-        return []
-    return ["## Failed runs", _table(rows, ["device", "side", "run and error"]),
-            "\nThese runs are missing from the tables above; the rest of the report is still valid.\n"]
+    again = [[ACC_NAMES[acc], msg] for acc, s in per_accelerator(summary).items() for msg in s.get("retried", ())]
+    out = []
+    if rows:
+        out += ["## Failed runs", _table(rows, ["device", "side", "run and error"]),
+                "\nThese runs are missing from the tables above; the rest of the report is still valid.\n"]
+    if again:
+        out += ["## Launches started again", _table(again, ["device", "run and first error"]),
+                "\nThese multi-process launches failed once and were started again in a fresh folder; the tables "
+                "use the second attempt.\n"]
+    return out
 
 
 def render_markdown(raw: dict, summary: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,8 @@ class RunRecord:
     processes: int = 1
     ok: bool = False
     error: str | None = None
+    log_tail: list[str] | None = None  # a failed run's last console lines, for the reader of the raw JSON
+    retried_after: str | None = None  # a DDP launch that failed once and was started again: the first error
     wall_seconds: float | None = None  # launch to exit: interpreter start, imports, data, fit, test, outputs
     launch_unix: float | None = None
     max_rss_bytes: int | None = None  # of the launched process (for DDP: the launcher only)
@@ -90,10 +93,12 @@ def run_training(record: RunRecord, out_dir: Path, timeout_s: float, env: dict |
     record.max_rss_bytes = usage.ru_maxrss * 1024  # Linux reports KiB
     record.cpu_seconds = usage.ru_utime + usage.ru_stime
     metrics_path = out_dir / "metrics.json"
+    if timed_out or code != 0:
+        record.log_tail = _lines(log_path)[-LOG_TAIL_LINES:]
     if timed_out:
         record.error = f"timed out after {timeout_s:.0f} s"
     elif code != 0:
-        record.error = f"exit {code}: {_last_line(log_path)}"
+        record.error = f"exit {code}: {failure_reason(_lines(log_path))}"
     elif not metrics_path.is_file():
         record.error = "exited 0 but wrote no metrics.json"
     else:
@@ -102,9 +107,25 @@ def run_training(record: RunRecord, out_dir: Path, timeout_s: float, env: dict |
     return record
 
 
-def _last_line(path: Path) -> str:
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1][-300:] if lines else "(no output)"
+LOG_TAIL_LINES = 40
+# the line that says why: the project's one-line error, or a Python exception (torchrun's own wrapper aside)
+_CAUSE = re.compile(r"(^|\]:\s*)[\w.]+(Error|Exception)\b|: error: ")
+_BANNER = re.compile(r"^[\s=\-]*$")
+
+
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+
+
+def failure_reason(lines: list[str]) -> str:
+    """The last error line of a failed run's console (its cause); else its last line that is not a banner.
+
+    torchrun ends a failed job with its own ChildFailedError and a box of '=' lines; the rank's error is above.
+    """
+    causes = [line for line in lines if _CAUSE.search(line) and "ChildFailedError" not in line]
+    text = [line for line in lines if not _BANNER.match(line)]
+    chosen = causes[-1] if causes else text[-1] if text else "(no output)"
+    return chosen.strip()[-300:]
 
 
 def import_seconds(side: str) -> float:

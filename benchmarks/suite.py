@@ -172,16 +172,41 @@ def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
             threads = max(1, (os.cpu_count() or 2) // record.processes)
             env = {"OMP_NUM_THREADS": str(threads)} if record.processes > 1 else None
             out = work_dir / acc / f"{i:03d}-{record.side}-{record.kind}-{record.label.replace(' ', '_')}-r{record.round}"
-            run_training(record, out, profile.timeout_s, env)
-            status = f"{record.wall_seconds:.1f} s" if record.ok else f"FAILED: {record.error}"
-            say(f"[{acc} {i + 1}/{len(records)}] {record.side:9s} {record.kind:13s} {record.label:38s} "
-                f"r{record.round} {status}")
+            record = run_once_more_if_ddp(record, out, profile.timeout_s, env,
+                                          lambda r, again="": _say_run(say, f"[{acc} {i + 1}/{len(records)}{again}]", r))
             entry["runs"].append(record.to_dict())
             save(raw)
         entry["ceiling_after"] = _soft(matmul_ceiling, acc)
         entry["peak"] = _soft(lambda a: device_peak(a, [entry["ceiling_before"], entry["ceiling_after"]]), acc)
         save(raw)
     return raw
+
+
+def run_once_more_if_ddp(record: RunRecord, out: Path, timeout_s: float, env: dict | None,
+                         said: Callable[..., None]) -> RunRecord:
+    """run_training; a failed multi-process launch is started once more in a fresh folder, its first error kept.
+
+    A DDP launch can fail in its rendezvous or transport on a busy machine (a gloo launch has been seen to, once
+    in many CI runs); a run that fails twice is a failure, and one that failed once says so in the report.
+    """
+    command = list(record.command)
+    run_training(record, out, timeout_s, env)
+    said(record)
+    if record.ok or record.processes == 1:
+        return record
+    again = dataclasses.replace(record, command=command, error=None, log_tail=None, metrics=None,
+                                retried_after=record.error)
+    run_training(again, out.with_name(out.name + "-again"), timeout_s, env)
+    said(again, " again")
+    return again
+
+
+def _say_run(say: Callable[[str], None], where: str, record: RunRecord) -> None:
+    """One line per run, and a failed run's console tail (the whole cause, where one line is not enough)."""
+    status = f"{record.wall_seconds:.1f} s" if record.ok else f"FAILED after {record.wall_seconds:.1f} s: {record.error}"
+    say(f"{where} {record.side:9s} {record.kind:13s} {record.label:38s} r{record.round} {status}")
+    for line in record.log_tail or ():
+        say(f"    | {line}")
 
 
 def _soft(measure: Callable[[str], dict], accelerator: str) -> dict:

@@ -149,6 +149,12 @@ def errors(runs: list[dict]) -> dict[str, list[str]]:
     return out
 
 
+def retried(runs: list[dict]) -> list[str]:
+    """DDP launches that failed once and were started again, with the first attempt's error."""
+    return [f"{r['side']} {r['kind']}/{r['label']} r{r['round']}: {r['retried_after']}"
+            for r in runs if r.get("retried_after")]
+
+
 def summarize_accelerator(entry: dict, accelerator: str) -> dict:
     """Every table's numbers for one accelerator."""
     runs = entry["runs"]
@@ -166,9 +172,9 @@ def summarize_accelerator(entry: dict, accelerator: str) -> dict:
         variants[label] = {"step_ms": {s: spread(v) for s, v in _by_side(chosen, "step_ms").items()},
                            "samples_per_s": {s: spread(v) for s, v in _by_side(chosen, "samples_per_s").items()},
                            "ratio": _paired(chosen, "step_ms")}
-    return {"runtime": runtime, "blocks": blocks,
-            "variants": variants, "final_metrics": final_metrics(e2e), "parity": parity(e2e),
-            "mfu": mfu(runtime, entry), "errors": {side: msgs + block_errors(entry.get("blocks"))[side] for side, msgs in errors(runs).items()}}
+    failed = {side: msgs + block_errors(entry.get("blocks"))[side] for side, msgs in errors(runs).items()}
+    return {"runtime": runtime, "blocks": blocks, "variants": variants, "final_metrics": final_metrics(e2e),
+            "parity": parity(e2e), "mfu": mfu(runtime, entry), "retried": retried(runs), "errors": failed}
 
 
 def block_errors(blocks: dict | None) -> dict[str, list[str]]:

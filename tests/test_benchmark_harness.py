@@ -11,9 +11,9 @@ import pytest
 
 from benchmarks import report as report_mod
 from benchmarks.profiles import PROFILES
-from benchmarks.runner import MODULES, RunRecord, run_training
-from benchmarks.suite import plan
-from benchmarks.summary import paired_ratio, spread, summarize, t_interval
+from benchmarks.runner import MODULES, RunRecord, failure_reason, run_training
+from benchmarks.suite import plan, run_once_more_if_ddp
+from benchmarks.summary import paired_ratio, retried, spread, summarize, t_interval
 from shared.config import CLASS_NAMES
 
 CONFIG = {"data": "synthetic", "samples_per_class": 12, "balance_classes": True, "image_size": 32,
@@ -144,6 +144,56 @@ def test_run_training_records_failure_and_timeout(tmp_path) -> None:
     slow = RunRecord("plain", "end_to_end", "full", "cpu", 0, 1, [sys.executable, "-c", "import time; time.sleep(30)"])
     run_training(slow, tmp_path / "slow", timeout_s=1)
     assert not slow.ok and slow.error.startswith("timed out") and slow.wall_seconds < 10
+    assert fail.log_tail == ["bad flag --epochs"] and slow.log_tail == []
+
+
+# fails (exit 1, after an error line) the first time it runs in a folder tree, then writes metrics.json
+FLAKY = ("import json, pathlib, sys; out = pathlib.Path(sys.argv[-1]); mark = out.parent / 'tried'\n"
+         "if not mark.exists(): mark.touch(); print('RuntimeError: Connection closed by peer'); sys.exit(1)\n"
+         "out.mkdir(parents=True, exist_ok=True); (out / 'metrics.json').write_text(json.dumps({'ok': 1}))")
+
+
+@pytest.mark.parametrize("processes", [2, 1])
+def test_only_a_failed_ddp_launch_is_started_again_and_says_so(processes, tmp_path) -> None:
+    record = RunRecord("plain", "variant", "ddp, 2 processes", "cpu", 0, 1, [sys.executable, "-c", FLAKY],
+                       processes=processes)
+    said = []
+    done = run_once_more_if_ddp(record, tmp_path / "run", 60, None, lambda r, again="": said.append((r.ok, again)))
+    if processes == 1:  # a one-process run has no launcher to blame: its failure stands
+        assert not done.ok and done.retried_after is None and said == [(False, "")]
+        return
+    assert done.ok and done.metrics == {"ok": 1} and said == [(False, ""), (True, " again")]
+    assert done.retried_after == "exit 1: RuntimeError: Connection closed by peer"
+    assert done.command[:2] == [sys.executable, "-c"] and done.command.count("--output-dir") == 1
+    summary = {"cpu": {"errors": {"plain": [], "lightning": []}, "retried": retried([done.to_dict()])}}
+    text = "\n".join(report_mod.errors_section(summary))
+    assert "## Launches started again" in text and "Connection closed by peer" in text and "Failed runs" not in text
+
+
+# the tail of a real torchrun failure: the rank's error, then torchrun's own traceback and summary box
+TORCHRUN_TAIL = """\
+python -m plain_pytorch.train: error: --output-dir /x: another run (pid 7) is writing there
+E1204 02:06:26.123000 15080 torch/distributed/elastic/multiprocessing/api.py:882] failed (exitcode: 1)
+Traceback (most recent call last):
+    raise ChildFailedError(
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+plain_pytorch.train FAILED
+------------------------------------------------------------
+  exitcode  : 1 (pid: 15088)
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================"""
+
+
+@pytest.mark.parametrize("tail, reason", [
+    (TORCHRUN_TAIL, "python -m plain_pytorch.train: error: --output-dir /x: another run (pid 7) is writing there"),
+    ("[rank1]:   File \"x.py\", line 3\n[rank1]: RuntimeError: Connection closed by peer\n=====",
+     "[rank1]: RuntimeError: Connection closed by peer"),
+    ("epoch 1\nKilled\n", "Killed"),
+    ("", "(no output)"),
+])
+def test_a_failed_run_is_named_by_its_cause_not_torchruns_banner(tail, reason) -> None:
+    assert failure_reason([line for line in tail.splitlines() if line.strip()]) == reason
 
 
 def test_plan_alternates_sides_and_skips_foreign_variants() -> None:
