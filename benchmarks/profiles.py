@@ -32,9 +32,12 @@ class Blocks:
     # round's ratio), and a process runs at its own speed (~6 %, where its memory landed; it persisted over 60
     # rounds, so three side-per-process workers read Lightning 7 % "faster" with a CI that missed it). All arms
     # run in one process, and the rounds are spread over `generations` fresh processes: the interval is over
-    # their means (n = generations), so what differs between processes is inside it
-    rounds: int = 50
-    generations: int = 10
+    # their means (n = generations), so what differs between processes is inside it. 50 rounds in 10 processes
+    # gave ±1.7 % and ±3.0 % on two days; 80 in 16 gave ±2.6 % on a noisier one (a round's log ratio SD 0.087,
+    # and ~0.03 of the ratio itself differing between processes) but took 17 minutes. 5 rounds per process is
+    # about the most precision per minute here, and 12 processes what the 15-minute budget holds
+    rounds: int = 60
+    generations: int = 12
     warmup_rounds: int = 1  # at the start of every process's share of a setting, left out (one-off costs)
     epochs: int = 1  # per block; every epoch of a block is timed (the worker is already warm)
     # one intra-op thread in the worker: with 2 threads on 2 shared cores, one descheduled thread stalls every
@@ -42,7 +45,7 @@ class Blocks:
     # thread's CPU time is what the step itself costs, whatever else the machine runs
     threads: int = 1
     fixed_samples_per_class: int = 20  # the near-zero-cost setting: 126 steps per epoch at batch 1
-    feature_rounds: int = 10  # the features setting: 14 arms (barebones, full, full without each feature, cosine)
+    feature_rounds: int = 6  # the features setting: 14 arms (barebones, full, full without each feature, cosine)
     sweep: tuple[tuple[str, ...], ...] = ()  # extra settings for ratio vs step time (Lightning, plain only)
     sweep_rounds: int = 3
 

@@ -56,6 +56,10 @@ def main() -> None:
     # fixed: the orchestrator sets OMP_NUM_THREADS, and every block of both sides runs with it
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     fits = {side: importlib.import_module(f"{module}.train").fit for side, module in MODULES.items()}
+    # what the imports made lives as long as the worker: freezing it makes the collection before each block
+    # scan only that block's garbage (0.34 s a block over torch's and Lightning's objects here, ~0.03 s after)
+    gc.collect()
+    gc.freeze()
     out = sys.stdout
     print(json.dumps({"ready": sorted(fits), "threads": torch.get_num_threads()}), file=out, flush=True)
     for line in sys.stdin:
