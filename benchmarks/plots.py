@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from benchmarks.runner import SIDE_NAMES as NAMES
-from benchmarks.summary import reference_arm, run_figures
+from benchmarks.summary import run_figures
 from shared.plots import draw_confusion_matrix, save_figure
 
 
@@ -88,8 +88,7 @@ def overhead_points(summary: dict, accelerator: str) -> list[dict]:
         return []
     metric, points = blocks["primary"], []
     for name, row in blocks["settings"].items():
-        comp = row["comparisons"][metric]
-        plain, ratio = row["arms"][metric].get("plain"), comp.get(f"lightning / {reference_arm(comp)}", {}).get("ratio")
+        plain, ratio = row["arms"][metric].get("plain"), row["comparisons"][metric].get("lightning / plain", {}).get("ratio")
         if plain and ratio and name != "features":
             low, high = ratio["ci95"] or ratio["range"]
             points.append({"setting": name, "plain_us": plain["median"], "ratio": ratio["ratio"], "low": low, "high": high})

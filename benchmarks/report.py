@@ -16,7 +16,7 @@ from benchmarks.loc import LineCount, by_role, role, total
 from benchmarks.runner import SIDE_NAMES as NAMES
 from benchmarks.runner import SIDES
 from benchmarks.suite import CPU_FLAGS
-from benchmarks.summary import MIN_CI_N, feature_pairs, per_accelerator, reference_arm
+from benchmarks.summary import MIN_CI_N, feature_pairs, per_accelerator
 
 ACC_NAMES = {"cpu": "CPU", "gpu": "GPU"}
 NOT_MEASURED = "not measured"
@@ -148,7 +148,7 @@ def blocks_section(raw: dict, summary: dict) -> list[str]:
                 continue
             for metric in (b["primary"], *({"cpu", "wall"} - {b["primary"]})):
                 arms, comp = row["arms"][metric], row["comparisons"][metric]
-                main = comp.get(f"lightning / {reference_arm(comp)}", {})
+                main = comp.get("lightning / plain", {})
                 aa = comp.get("plain A/A / plain", {})
                 rows.append([ACC_NAMES[acc], name, f"{metric} time" + (" (primary)" if metric == b["primary"] else ""),
                              *(fmt(arms.get(a), " µs", 0) for a in ("plain", "lightning")),
@@ -187,8 +187,7 @@ def blocks_protocol(raw: dict, summary: dict) -> str:
                 + "; ".join(parts) + ".")
     return ("Both sides' real `fit(cfg)` run in one long-lived worker process (both imported once), a block at a "
             "time: a round runs one block per arm (plain, Lightning, and plain again for the A/A control) back to "
-            "back in a shuffled order, and Lightning is compared with the mean of the round's two plain blocks "
-            "(settings without the A/A arm: with its one). A block is a barebones fixed-length run (`--barebones`, no early stopping) and "
+            "back in a shuffled order. A block is a barebones fixed-length run (`--barebones`, no early stopping) and "
             "its time per step is the sum of its epochs' training-loop time over its steps (each side times its own "
             "loop: the plain `train_one_epoch`, Lightning's `RunRecorder`), in process CPU time and in wall time. "
             "A process runs at its own speed on a shared VM (where its memory landed): in one process that is common "
@@ -499,9 +498,23 @@ def render_partial(report_dir: Path) -> Path:
     return write_report(raw, summarize(raw), report_dir)
 
 
-if __name__ == "__main__":  # python -m benchmarks.report [--partial] reports/seed: re-render without training
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    """`python -m benchmarks.report [--partial] FOLDER ...`: re-render reports without training."""
+    import argparse
 
-    render = render_partial if "--partial" in sys.argv else rerender
-    for folder in (arg for arg in sys.argv[1:] if arg != "--partial"):
-        print(render(Path(folder)) / "comparison.md")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report",
+                                     description="Re-render reports from their benchmark.json, without training.")
+    parser.add_argument("folders", nargs="+", type=Path, help="report folders, e.g. reports/seed")
+    parser.add_argument("--partial", action="store_true",
+                        help="render a cut-off suite from its saved records (reports/.NAME.partial.json)")
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        source = partial_path(folder) if args.partial else folder / "benchmark.json"
+        if not source.is_file():
+            parser.error(f"{folder}: no {source.name} to render from")
+    for folder in args.folders:
+        print((render_partial if args.partial else rerender)(folder) / "comparison.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -286,21 +286,12 @@ def per_accelerator(summary: dict) -> dict:
     return {acc: summary[acc] for acc in ACCELERATORS if acc in summary}
 
 
-# a round with the A/A arm runs plain twice: Lightning is compared with the mean of both, which halves the
-# plain side's share of the round's noise (the variance of a log ratio falls from 2 to 1.5 blocks' worth)
-PLAIN_BOTH = "plain (both blocks)"
-
-
 def _block_table(setting: dict, value: Callable[[dict], float]) -> dict[tuple[int, int], dict[str, float]]:
-    """(generation, round) -> arm -> value(block) of the blocks that finished, plus PLAIN_BOTH where both plain
-    blocks of the round did."""
+    """(generation, round) -> arm -> value(block) of the blocks that finished."""
     table = {}
     for b in setting["blocks"]:
         if b["ok"]:
             table.setdefault((b.get("generation", 0), b["round"]), {})[b["arm"]] = value(b)
-    for row in table.values():
-        if "plain" in row and "plain A/A" in row:
-            row[PLAIN_BOTH] = (row["plain"] + row["plain A/A"]) / 2
     return table
 
 
@@ -365,20 +356,15 @@ def summarize_blocks(blocks: dict | None, accelerator: str) -> dict | None:
         for metric in ("cpu", "wall"):
             row["arms"][metric] = block_arms(setting, metric)
             row["comparisons"][metric] = {f"{a} / {b}": block_comparison(setting, metric, a, b)
-                                          for a, b in BLOCK_PAIRS if a in _arms(arms) and b in _arms(arms)}
+                                          for a, b in BLOCK_PAIRS if a in arms and b in arms}
         # same flags and seed: the final weights of every barebones arm must be one digest (and of both cosine arms)
         row["final_weight_digests"] = {group: weight_digests(setting, group_arms)
                                        for group, group_arms in SAME_WEIGHTS.items()
                                        if any(arm in arms for arm in group_arms)}
         row["epoch_cost_wall_s"] = {f"{a} - {b}": block_epoch_cost(setting, a, b)
-                                    for a, b in BLOCK_PAIRS if a in _arms(arms) and b in _arms(arms)}
+                                    for a, b in BLOCK_PAIRS if a in arms and b in arms}
         out["settings"][name] = row
     return out
-
-
-def _arms(arms: list[str]) -> list[str]:
-    """A setting's arms, and PLAIN_BOTH where it has both plain arms."""
-    return [*arms, PLAIN_BOTH] if "plain" in arms and "plain A/A" in arms else arms
 
 
 def feature_pairs(side: str) -> list[tuple[str, str]]:
@@ -388,7 +374,7 @@ def feature_pairs(side: str) -> list[tuple[str, str]]:
 
 
 # (a, b) arm pairs compared wherever a setting has both: the framework, the A/A control, the features
-BLOCK_PAIRS = [("lightning", "plain"), ("lightning", PLAIN_BOTH), ("plain A/A", "plain"), *feature_pairs("plain"), *feature_pairs("lightning"),
+BLOCK_PAIRS = [("lightning", "plain"), ("plain A/A", "plain"), *feature_pairs("plain"), *feature_pairs("lightning"),
                ("lightning full", "plain full"), ("lightning cosine", "plain cosine")]
 
 
@@ -398,33 +384,24 @@ def weight_digests(setting: dict, arms: tuple[str, ...]) -> list[str]:
     return sorted(d for d in digests if d) + (["(missing)"] if None in digests or "" in digests else [])
 
 
-def reference_arm(comparisons: dict) -> str:
-    """What Lightning is compared with: both plain blocks of a round where it had two (else plain alone)."""
-    return PLAIN_BOTH if f"lightning / {PLAIN_BOTH}" in comparisons else "plain"
-
-
 def step_overhead(blocks: dict | None) -> dict | None:
     """The headline: Lightning/plain per-step ratio with its A/A control, and the fixed cost in µs per step."""
     if not blocks or "step" not in blocks["settings"]:
         return None
     metric = blocks["primary"]
     main = blocks["settings"]["step"]["comparisons"][metric]
-    reference = reference_arm(main)
-    ratio, aa = main[f"lightning / {reference}"]["ratio"], main.get("plain A/A / plain", {}).get("ratio")
+    ratio, aa = main["lightning / plain"]["ratio"], main["plain A/A / plain"]["ratio"]
     if not ratio or not ratio["ci95"]:
         return None
     out = {"metric": metric, "ratio": ratio["ratio"], "ratio_ci": ratio["ci95"], "confidence": CONFIDENCE,
            "n": ratio["n"], "unit": ratio["unit"], "rounds": ratio["rounds"],
-           "reference": reference,
            "method": ("Student t over per-generation means of per-round log ratios (n worker processes)"
                       if ratio["unit"] == "generation" else "Student t on per-round log ratios (one worker process)"),
            "aa_control": aa["ratio"] if aa else None, "aa_control_ci": aa["ci95"] if aa else None}
     fixed = blocks["settings"].get("fixed")
     if fixed:
-        comp = fixed["comparisons"][metric]
-        arms = fixed["arms"][metric]
-        diff = comp[f"lightning / {reference_arm(comp)}"]["difference_us"]
-        aa_diff = comp.get("plain A/A / plain", {}).get("difference_us")
+        arms, diff = fixed["arms"][metric], fixed["comparisons"][metric]["lightning / plain"]["difference_us"]
+        aa_diff = fixed["comparisons"][metric]["plain A/A / plain"]["difference_us"]
         if diff:
             out["fixed_overhead_us"] = {
                 "plain": arms["plain"]["median"], "lightning": arms["lightning"]["median"],
