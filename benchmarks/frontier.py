@@ -27,7 +27,7 @@ from benchmarks.runner import SIDE_NAMES, SIDES, RunRecord, run_training, train_
 from benchmarks.suite import machine_info  # noqa: E402
 from shared.runtime import atomic_write_text  # noqa: E402
 
-# every setting: the training split capped at 3,000 maps per class, flips/rotations, batch 64, seed 42
+# every setting: the training split capped at 3,000 maps per class, flips/rotations, batch 64 (--seeds: 42)
 _BASE = ("--samples-per-class", "3000", "--batch-size", "64", "--augment", "--accelerator", "cpu")
 _COSINE = ("--lr-schedule", "cosine", "--patience", "100", "--channels-last")
 _SOFT_WEIGHTS = ("--class-weights", "--class-weight-power", "0.5")
@@ -114,6 +114,17 @@ def render(records: list[dict], folder: Path) -> None:
     atomic_write_text(folder / "frontier.md", "\n".join(text))
 
 
+def _seed(text: str) -> int:
+    """A --seeds value: what the training CLIs accept, checked before anything trains."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= seed < 2**32:
+        raise argparse.ArgumentTypeError(f"{seed} is not in [0, 2**32)")
+    return seed
+
+
 def seed_of(record: dict) -> int:
     return record.get("seed", DEFAULT_SEED)
 
@@ -140,8 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.frontier", description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="*", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--sides", default="plain,lightning", help="comma-separated: plain, lightning")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[DEFAULT_SEED],
-                        help=f"train each setting once per seed (default {DEFAULT_SEED})")
+    parser.add_argument("--seeds", nargs="+", type=_seed, default=[DEFAULT_SEED],
+                        help=f"train each setting once per seed, each in [0, 2**32) (default {DEFAULT_SEED})")
     parser.add_argument("--report-dir", type=Path, default=REPORT_DIR)
     parser.add_argument("--render-only", action="store_true", help="redraw from frontier.json, train nothing")
     args = parser.parse_args(argv)
@@ -153,18 +164,25 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--sides {args.sides}: each must be one of {', '.join(SIDES)}")
     path = args.report_dir / "frontier.json"
     records = json.loads(path.read_text()) if path.is_file() else []
+    if args.render_only and not records:
+        parser.error(f"--render-only: no records in {path}")
     work_dir = args.report_dir.parent / ".frontier-runs"
     work_dir.mkdir(parents=True, exist_ok=True)
-    for name, seed in [] if args.render_only else [(n, seed) for n in args.settings for seed in args.seeds]:
-        for side in sides:
-            print(f"{name} ({side}, seed {seed}) ...", flush=True)
-            new = run_setting(name, side, data, work_dir, seed)
-            print(f"  {new['fit_seconds'] / 60:.1f} min, macro-F1 {new['f1_macro']:.3f}", flush=True)
-            records = [r for r in records if (r["setting"], r["side"], seed_of(r)) != (name, side, seed)] + [new]
+    runs = [(n, seed) for n in dict.fromkeys(args.settings) for seed in dict.fromkeys(args.seeds)]
+    try:
+        for name, seed in [] if args.render_only else runs:
+            for side in dict.fromkeys(sides):
+                print(f"{name} ({side}, seed {seed}) ...", flush=True)
+                new = run_setting(name, side, data, work_dir, seed)
+                print(f"  {new['fit_seconds'] / 60:.1f} min, macro-F1 {new['f1_macro']:.3f}", flush=True)
+                records = [r for r in records if (r["setting"], r["side"], seed_of(r)) != (name, side, seed)] + [new]
+                args.report_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(path, json.dumps(records, indent=1))  # saved after every run: a kill loses one
+    finally:  # a failed run still leaves the table and plot of every record saved so far
+        if records:
             args.report_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps(records, indent=1))  # saved after every run: a kill loses one
-    render(records, args.report_dir)
-    print(f"wrote {args.report_dir / 'frontier.md'} and frontier.png", file=sys.stderr)
+            render(records, args.report_dir)
+            print(f"wrote {args.report_dir / 'frontier.md'} and frontier.png", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,10 @@ def test_render_only_redraws_from_the_saved_records(tmp_path):
     (None, [], "set WM811K_PATH"),
     ("/no/such.pkl", [], "set WM811K_PATH"),
     ("FILE", ["--sides", "plain,jax"], "--sides plain,jax"),
+    ("FILE", ["--seeds", "-1"], "argument --seeds: -1 is not in [0, 2**32)"),
+    (None, ["--seeds", "42", "99999999999"], "argument --seeds: 99999999999 is not in [0, 2**32)"),
+    ("FILE", ["--seeds", "abc"], "argument --seeds: 'abc' is not an integer"),
+    ("FILE", ["--render-only"], "--render-only: no records in"),
 ])
 def test_bad_input_is_refused_before_any_training(env, argv, message, tmp_path, monkeypatch, capsys):
     data = tmp_path / "data.pkl"
@@ -57,3 +61,25 @@ def test_bad_input_is_refused_before_any_training(env, argv, message, tmp_path, 
         frontier.main([*argv, "--report-dir", str(tmp_path / "out")])
     assert err.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_each_seed_trains_once_and_a_failed_run_keeps_the_table_of_those_before(tmp_path, monkeypatch):
+    data = tmp_path / "data.pkl"
+    data.write_bytes(b"x")
+    monkeypatch.setenv("WM811K_PATH", str(data))
+    calls = []
+
+    def fake_run(name, side, data, work_dir, seed):
+        calls.append(seed)
+        if seed == 7:
+            raise SystemExit(f"{name} ({side}, seed 7): exit 1: boom")
+        return {**record(name, side, 3.0, 0.85), "seed": seed}
+
+    monkeypatch.setattr(frontier, "run_setting", fake_run)
+    name = next(iter(frontier.SETTINGS))
+    with pytest.raises(SystemExit, match="seed 7"):
+        frontier.main(["--settings", name, "--sides", "plain", "--seeds", "43", "43", "7",
+                       "--report-dir", str(tmp_path / "out")])
+    assert calls == [43, 7]  # the repeated 43 trains once
+    saved = json.loads((tmp_path / "out" / "frontier.json").read_text())
+    assert [r["seed"] for r in saved] == [43] and "| 43 " in (tmp_path / "out" / "frontier.md").read_text()
