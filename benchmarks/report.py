@@ -432,7 +432,7 @@ def errors_section(summary: dict) -> list[str]:
     out = []
     if rows:
         out += ["## Failed runs", _table(rows, ["device", "side", "run and error"]),
-                "\nThese runs are missing from the tables above; the rest of the report is still valid.\n"]
+                "\nThese runs are missing from the tables below; the rest of the report is still valid.\n"]
     if again:
         out += ["## Launches started again", _table(again, ["device", "run and first error"]),
                 "\nThese multi-process launches failed once and were started again in a fresh folder; the tables "

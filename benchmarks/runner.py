@@ -118,14 +118,39 @@ def _lines(path: Path) -> list[str]:
 
 
 def failure_reason(lines: list[str]) -> str:
-    """The last error line of a failed run's console (its cause); else its last line that is not a banner.
+    """The line that says why a run failed: for a torchrun job the first failed rank's (its root cause), else
+    the console's last error line, else its last line that is not a banner.
 
-    torchrun ends a failed job with its own ChildFailedError and a box of '=' lines; the rank's error is above.
+    torchrun ends a failed job with its own ChildFailedError and a box naming the root-cause rank; the other
+    ranks' errors (gloo's "Connection closed by peer" once a peer died) are consequences, not the cause.
     """
     causes = [line for line in lines if _CAUSE.search(line) and "ChildFailedError" not in line]
+    root = _torchrun_root_cause(lines)
+    if root is not None:
+        rank, traceback = root
+        if traceback.startswith("Signal"):  # killed: it printed nothing (the OOM killer, a kill -9)
+            return f"rank {rank}: {traceback}"[:300]
+        own = [line for line in causes if line.startswith(f"[rank{rank}]:")]
+        others = [line for line in causes if not line.startswith("[rank")]  # unprefixed: the project's error line
+        causes = own or others or causes
     text = [line for line in lines if not _BANNER.match(line)]
     chosen = causes[-1] if causes else text[-1] if text else "(no output)"
-    return chosen.strip()[-300:]
+    return chosen.strip()[:300]
+
+
+def _torchrun_root_cause(lines: list[str]) -> tuple[str, str] | None:
+    """(rank, traceback field) of the 'Root Cause' entry of torchrun's failure box, if the console has one."""
+    start = next((i for i, line in enumerate(lines) if line.startswith("Root Cause")), None)
+    if start is None:
+        return None
+    fields = {}
+    for line in lines[start + 1:]:
+        if _BANNER.match(line):
+            break
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    rank = fields.get("rank", "").split(" ")[0]
+    return (rank, fields.get("traceback", "")) if rank.isdigit() else None
 
 
 def import_seconds(side: str) -> float:

@@ -187,12 +187,14 @@ def run_once_more_if_ddp(record: RunRecord, out: Path, timeout_s: float, env: di
     """run_training; a failed multi-process launch is started once more in a fresh folder, its first error kept.
 
     A DDP launch can fail in its rendezvous or transport on a busy machine (a gloo launch has been seen to, once
-    in many CI runs); a run that fails twice is a failure, and one that failed once says so in the report.
+    in many CI runs); a run that fails twice is a failure, and one that failed once says so in the report. Not
+    started again: one process, a time-out (it would cost the limit twice), and the project's own one-line
+    errors (a bad flag, a refused folder), which a second launch would only repeat.
     """
     command = list(record.command)
     run_training(record, out, timeout_s, env)
     said(record)
-    if record.ok or record.processes == 1:
+    if record.ok or record.processes == 1 or record.error.startswith("timed out") or ": error: " in record.error:
         return record
     again = dataclasses.replace(record, command=command, error=None, log_tail=None, metrics=None,
                                 retried_after=record.error)

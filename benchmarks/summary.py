@@ -145,14 +145,15 @@ def errors(runs: list[dict]) -> dict[str, list[str]]:
     out = {side: [] for side in SIDES}
     for r in runs:
         if not r["ok"]:
-            out[r["side"]].append(f"{r['kind']}/{r['label']} r{r['round']}: {r['error']}")
+            again = f" (started again after: {r['retried_after']})" if r.get("retried_after") else ""
+            out[r["side"]].append(f"{r['kind']}/{r['label']} r{r['round']}: {r['error']}{again}")
     return out
 
 
 def retried(runs: list[dict]) -> list[str]:
-    """DDP launches that failed once and were started again, with the first attempt's error."""
+    """DDP launches that failed once and succeeded when started again, with the first attempt's error."""
     return [f"{r['side']} {r['kind']}/{r['label']} r{r['round']}: {r['retried_after']}"
-            for r in runs if r.get("retried_after")]
+            for r in runs if r.get("retried_after") and r["ok"]]
 
 
 def summarize_accelerator(entry: dict, accelerator: str) -> dict:

@@ -13,7 +13,7 @@ from benchmarks import report as report_mod
 from benchmarks.profiles import PROFILES
 from benchmarks.runner import MODULES, RunRecord, failure_reason, run_training
 from benchmarks.suite import plan, run_once_more_if_ddp
-from benchmarks.summary import paired_ratio, retried, spread, summarize, t_interval
+from benchmarks.summary import errors, paired_ratio, retried, spread, summarize, t_interval
 from shared.config import CLASS_NAMES
 
 CONFIG = {"data": "synthetic", "samples_per_class": 12, "balance_classes": True, "image_size": 32,
@@ -170,6 +170,28 @@ def test_only_a_failed_ddp_launch_is_started_again_and_says_so(processes, tmp_pa
     assert "## Launches started again" in text and "Connection closed by peer" in text and "Failed runs" not in text
 
 
+@pytest.mark.parametrize("code, starts", [
+    ("import sys; print('RuntimeError: Connection reset'); sys.exit(1)", 2),  # failed twice: a failure
+    ("import sys; print('python -m plain_pytorch.train: error: --epochs 0 must be >= 1'); sys.exit(1)", 1),
+    ("import time; time.sleep(30)", 1),  # a time-out: not paid twice
+])
+def test_a_ddp_launch_that_fails_for_good_is_a_failed_run(code, starts, tmp_path) -> None:
+    record = RunRecord("plain", "variant", "ddp, 2 processes", "cpu", 0, 1, [sys.executable, "-c", code], processes=2)
+    said = []
+    done = run_once_more_if_ddp(record, tmp_path / "run", 2, None, lambda r, again="": said.append(r.ok))
+    assert not done.ok and said == [False] * starts
+    assert (done.retried_after is not None) == (starts == 2)
+    summary = summarize_failed(done)
+    text = "\n".join(report_mod.errors_section(summary))
+    assert "## Failed runs" in text and "Launches started again" not in text
+    assert ("started again after: exit 1: RuntimeError: Connection reset" in text) == (starts == 2)
+
+
+def summarize_failed(record: RunRecord) -> dict:
+    runs = [record.to_dict()]
+    return {"cpu": {"errors": errors(runs), "retried": retried(runs)}}
+
+
 # the tail of a real torchrun failure: the rank's error, then torchrun's own traceback and summary box
 TORCHRUN_TAIL = """\
 python -m plain_pytorch.train: error: --output-dir /x: another run (pid 7) is writing there
@@ -185,8 +207,28 @@ plain_pytorch.train FAILED
 ============================================================"""
 
 
+def torchrun_box(rank: int, exitcode: str, traceback: str) -> str:
+    """torchrun's failure summary, as it prints it, with its root-cause entry."""
+    return ("torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n" + "=" * 60 + "\n"
+            "x.py FAILED\n" + "-" * 60 + "\nFailures:\n  <NO_OTHER_FAILURES>\n" + "-" * 60 + "\n"
+            "Root Cause (first observed failure):\n[0]:\n  time      : 2026-12-04_03:09:58\n"
+            f"  rank      : {rank} (local_rank: {rank})\n  exitcode  : {exitcode} (pid: 22947)\n"
+            f"  error_file: <N/A>\n  traceback : {traceback}\n" + "=" * 60)
+
+
+# a rank killed by a signal: the survivor's transport error comes last, but it is a consequence
+KILLED = ("[rank0]: RuntimeError: [gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:1234\n"
+          + torchrun_box(1, "-9", "Signal 9 (SIGKILL) received by PID 22947"))
+# the root-cause rank's own exception, then the other rank's
+RAISED = ("[rank1]: ValueError: bad shard: rank 1 found 0 samples\n[rank0]: RuntimeError: Connection closed by peer\n"
+          + torchrun_box(1, "1", "To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html"))
+
+
 @pytest.mark.parametrize("tail, reason", [
     (TORCHRUN_TAIL, "python -m plain_pytorch.train: error: --output-dir /x: another run (pid 7) is writing there"),
+    (KILLED, "rank 1: Signal 9 (SIGKILL) received by PID 22947"),
+    (RAISED, "[rank1]: ValueError: bad shard: rank 1 found 0 samples"),
+    ("RuntimeError: " + "x" * 400, "RuntimeError: " + "x" * 286),  # a long line keeps its start
     ("[rank1]:   File \"x.py\", line 3\n[rank1]: RuntimeError: Connection closed by peer\n=====",
      "[rank1]: RuntimeError: Connection closed by peer"),
     ("epoch 1\nKilled\n", "Killed"),
