@@ -58,9 +58,12 @@ def fmt_ratio(ratio: dict | None, digits: int = 2) -> str:
 
 
 def fmt_interval(ci: dict | None, unit: str = " µs", digits: int = 0) -> str:
-    """mean ± half-width of a t-interval."""
+    """mean ± half-width of a t-interval; under MIN_CI_N units, the mean and the range of the units instead."""
     if not ci:
         return NOT_MEASURED
+    if ci["n"] < MIN_CI_N and "range" in ci:  # records from before "range" existed keep their old rendering
+        low, high = ci["range"]
+        return f"{ci['mean']:+.{digits}f}{unit} (range {low:+.{digits}f} to {high:+.{digits}f}, {_n(ci)})"
     return f"{ci['mean']:+.{digits}f}{unit} ± {ci['half_width']:.{digits}f} ({_n(ci)})"
 
 
@@ -294,7 +297,10 @@ def _feature_name(with_: str, without: str) -> str:
 
 def _ms(ci: dict | None) -> dict | None:
     """A seconds interval in milliseconds."""
-    return None if ci is None else {k: 1e3 * v if k in ("mean", "low", "high", "half_width") else v for k, v in ci.items()}
+    if ci is None:
+        return None
+    return {k: [1e3 * x for x in v] if k == "range" else 1e3 * v if k in ("mean", "low", "high", "half_width") else v
+            for k, v in ci.items()}
 
 
 def variants_section(raw: dict, summary: dict) -> list[str]:

@@ -71,7 +71,7 @@ def clustered_interval(values: list[float], clusters: list | None) -> dict | Non
     """A t-interval over the units of `clustered` (per generation where there are several)."""
     units, unit = clustered(values, clusters)
     ci = t_interval(units)
-    return {**ci, "unit": unit, "rounds": len(values)} if ci else None
+    return {**ci, "unit": unit, "rounds": len(values), "range": [min(units), max(units)]} if ci else None
 
 
 @lru_cache(maxsize=8)

@@ -13,7 +13,7 @@ from benchmarks import report as report_mod
 from benchmarks.profiles import PROFILES
 from benchmarks.runner import MODULES, RunRecord, failure_reason, run_training
 from benchmarks.suite import plan, run_once_more_if_ddp
-from benchmarks.summary import errors, paired_ratio, retried, spread, summarize, t_interval
+from benchmarks.summary import clustered_interval, errors, paired_ratio, retried, spread, summarize, t_interval
 from shared.config import CLASS_NAMES
 
 CONFIG = {"data": "synthetic", "samples_per_class": 12, "balance_classes": True, "image_size": 32,
@@ -399,3 +399,11 @@ def test_a_worker_killed_between_blocks_ends_only_its_generation(tmp_path, monke
     assert out["workers"]["g00"]["exit"] == -9 and out["workers"]["g01"]["exit"] == 0
     step = out["settings"]["step"]["blocks"]
     assert [b["generation"] for b in step] == [0, 1, 1, 1] and all(b["ok"] for b in step)
+
+
+def test_a_difference_of_fewer_than_five_units_is_shown_as_a_range_not_a_t_interval() -> None:
+    ci = clustered_interval([100.0, 300.0, 200.0], None)
+    assert report_mod.fmt_interval(ci) == "+200 µs (range +100 to +300, n=3)"
+    assert "±" in report_mod.fmt_interval(clustered_interval([100.0, 300.0, 200.0, 250.0, 150.0], None))
+    assert report_mod.fmt_interval(report_mod._ms(clustered_interval([0.1, 0.3], None)), " ms", 1) == (
+        "+200.0 ms (range +100.0 to +300.0, n=2)")
