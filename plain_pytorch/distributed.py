@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -47,8 +48,21 @@ def init_distributed(cfg: TrainConfig) -> World:
     return World(device, rank, size)
 
 
+def wait_for_all(world: World) -> None:
+    """Every rank waits here for the others (rank 0 tests alone) before any leaves the process group."""
+    if world.size > 1:
+        dist.barrier()
+
+
 def close_distributed() -> None:
+    """Leave the process group with nothing of it left for the interpreter's shutdown to destroy.
+
+    Once in CI a non-main rank died at the end of a run with SIGABRT ("terminate called without an active
+    exception"), the way gloo work objects that are still alive at interpreter shutdown are known to make it
+    die; collecting garbage first frees any that a reference cycle kept, while the interpreter still runs.
+    """
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from plain_pytorch.callbacks import make_callbacks
 from plain_pytorch.checkpoint import CheckpointSaver, load_checkpoint, restore, resume_path
-from plain_pytorch.distributed import World, close_distributed, init_distributed, wrap_model
+from plain_pytorch.distributed import World, close_distributed, init_distributed, wait_for_all, wrap_model
 from plain_pytorch.early_stopping import EarlyStopping
 from plain_pytorch.logger import TrainLogger
 from plain_pytorch.module import evaluate, run_epochs
@@ -35,7 +35,9 @@ def fit(cfg: TrainConfig) -> RunResult:
     world = init_distributed(cfg)  # Lightning: Trainer(strategy="ddp") launches and joins the processes
     try:
         with claim_output_dir(cfg):  # refuses a file, a folder in use or another run's folder, before any work
-            return _fit(cfg, world)
+            result = _fit(cfg, world)
+        wait_for_all(world)  # no rank leaves the process group while rank 0 still tests
+        return result
     finally:
         close_distributed()
 
