@@ -149,7 +149,7 @@ def over_seeds(records: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.frontier", description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", nargs="*", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--sides", default="plain,lightning", help="comma-separated: plain, lightning")
     parser.add_argument("--seeds", nargs="+", type=_seed, default=[DEFAULT_SEED],
                         help=f"train each setting once per seed, each in [0, 2**32) (default {DEFAULT_SEED})")
@@ -163,7 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     if any(side not in SIDES for side in sides):
         parser.error(f"--sides {args.sides}: each must be one of {', '.join(SIDES)}")
     path = args.report_dir / "frontier.json"
-    records = json.loads(path.read_text()) if path.is_file() else []
+    try:
+        records = json.loads(path.read_text()) if path.is_file() else []
+    except json.JSONDecodeError as err:
+        parser.error(f"{path}: not a frontier record file ({err})")
     if args.render_only and not records:
         parser.error(f"--render-only: no records in {path}")
     work_dir = args.report_dir.parent / ".frontier-runs"

@@ -127,19 +127,20 @@ def failure_reason(lines: list[str]) -> str:
     causes = [line for line in lines if _CAUSE.search(line) and "ChildFailedError" not in line]
     root = _torchrun_root_cause(lines)
     if root is not None:
-        rank, traceback = root
+        rank, exitcode, traceback = root
         if traceback.startswith("Signal"):  # killed: it printed nothing (the OOM killer, a kill -9)
             return f"rank {rank}: {traceback}"[:300]
         own = [line for line in causes if line.startswith(f"[rank{rank}]:")]
-        others = [line for line in causes if not line.startswith("[rank")]  # unprefixed: the project's error line
-        causes = own or others or causes
+        own = own or [line for line in lines if line.startswith(f"[rank{rank}]:")]  # e.g. a KeyboardInterrupt
+        unprefixed = [line for line in causes if not line.startswith("[rank")]  # the project's one-line error
+        causes = own or unprefixed or [f"rank {rank}: exit code {exitcode}, with no error line of its own"]
     text = [line for line in lines if not _BANNER.match(line)]
     chosen = causes[-1] if causes else text[-1] if text else "(no output)"
     return chosen.strip()[:300]
 
 
-def _torchrun_root_cause(lines: list[str]) -> tuple[str, str] | None:
-    """(rank, traceback field) of the 'Root Cause' entry of torchrun's failure box, if the console has one."""
+def _torchrun_root_cause(lines: list[str]) -> tuple[str, str, str] | None:
+    """(rank, exit code, traceback field) of the 'Root Cause' entry of torchrun's failure box, if any."""
     start = next((i for i, line in enumerate(lines) if line.startswith("Root Cause")), None)
     if start is None:
         return None
@@ -150,7 +151,8 @@ def _torchrun_root_cause(lines: list[str]) -> tuple[str, str] | None:
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
     rank = fields.get("rank", "").split(" ")[0]
-    return (rank, fields.get("traceback", "")) if rank.isdigit() else None
+    exitcode = fields.get("exitcode", "?").split(" ")[0]
+    return (rank, exitcode, fields.get("traceback", "")) if rank.isdigit() else None
 
 
 def import_seconds(side: str) -> float:

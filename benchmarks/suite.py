@@ -189,7 +189,7 @@ def run_once_more_if_ddp(record: RunRecord, out: Path, timeout_s: float, env: di
     A DDP launch can fail in its rendezvous or transport on a busy machine (a gloo launch has been seen to, once
     in many CI runs); a run that fails twice is a failure, and one that failed once says so in the report. Not
     started again: one process, a time-out (it would cost the limit twice), and the project's own one-line
-    errors (a bad flag, a refused folder), which a second launch would only repeat.
+    errors (a bad flag, too few maps for the ranks), which say what is wrong with the run, not the launch.
     """
     command = list(record.command)
     run_training(record, out, timeout_s, env)

@@ -228,6 +228,9 @@ RAISED = ("[rank1]: ValueError: bad shard: rank 1 found 0 samples\n[rank0]: Runt
     (TORCHRUN_TAIL, "python -m plain_pytorch.train: error: --output-dir /x: another run (pid 7) is writing there"),
     (KILLED, "rank 1: Signal 9 (SIGKILL) received by PID 22947"),
     (RAISED, "[rank1]: ValueError: bad shard: rank 1 found 0 samples"),
+    # rank 1 exited 3 silently; rank 0's transport error is the consequence, not the cause
+    ("[rank0]: RuntimeError: Connection closed by peer\n" + torchrun_box(1, "3", "To enable traceback see: x"),
+     "rank 1: exit code 3, with no error line of its own"),
     ("RuntimeError: " + "x" * 400, "RuntimeError: " + "x" * 286),  # a long line keeps its start
     ("[rank1]:   File \"x.py\", line 3\n[rank1]: RuntimeError: Connection closed by peer\n=====",
      "[rank1]: RuntimeError: Connection closed by peer"),
