@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--render-only", action="store_true", help="redraw from frontier.json, train nothing")
     args = parser.parse_args(argv)
     data = os.environ.get(REAL_DATA_ENV)
-    sides = args.sides.split(",")
+    sides = list(dict.fromkeys(args.sides.split(",")))  # a side named twice trains once
     if not args.render_only and (not data or not Path(data).is_file()):
         parser.error(f"set {REAL_DATA_ENV} to an LSWMD-format pickle (now {data!r})")
     if any(side not in SIDES for side in sides):
@@ -174,12 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     runs = [(n, seed) for n in dict.fromkeys(args.settings) for seed in dict.fromkeys(args.seeds)]
     try:
         for name, seed in [] if args.render_only else runs:
-            for side in dict.fromkeys(sides):
+            for side in sides:
                 print(f"{name} ({side}, seed {seed}) ...", flush=True)
                 new = run_setting(name, side, data, work_dir, seed)
                 print(f"  {new['fit_seconds'] / 60:.1f} min, macro-F1 {new['f1_macro']:.3f}", flush=True)
                 records = [r for r in records if (r["setting"], r["side"], seed_of(r)) != (name, side, seed)] + [new]
-                args.report_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(path, json.dumps(records, indent=1))  # saved after every run: a kill loses one
     finally:  # a failed run still leaves the table and plot of every record saved so far
         if records:

@@ -93,12 +93,13 @@ def run_training(record: RunRecord, out_dir: Path, timeout_s: float, env: dict |
     record.max_rss_bytes = usage.ru_maxrss * 1024  # Linux reports KiB
     record.cpu_seconds = usage.ru_utime + usage.ru_stime
     metrics_path = out_dir / "metrics.json"
+    console = _lines(log_path) if timed_out or code != 0 else []  # read once, only for a failed run
     if timed_out or code != 0:
-        record.log_tail = _lines(log_path)[-LOG_TAIL_LINES:]
+        record.log_tail = console[-LOG_TAIL_LINES:]
     if timed_out:
         record.error = f"timed out after {timeout_s:.0f} s"
     elif code != 0:
-        record.error = f"exit {code}: {failure_reason(_lines(log_path))}"
+        record.error = f"exit {code}: {failure_reason(console)}"
     elif not metrics_path.is_file():
         record.error = "exited 0 but wrote no metrics.json"
     else:
