@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
-from shared.config import TrainConfig
+from shared.config import BAR_REFRESH_STEPS, TrainConfig
 
 
 def make_callbacks(cfg: TrainConfig) -> list[L.Callback]:
@@ -23,6 +25,30 @@ def make_callbacks(cfg: TrainConfig) -> list[L.Callback]:
                                          enable_version_counter=False))
     if cfg.uses("tensorboard"):  # it writes to the logger: part of the TensorBoard feature, as on the plain side
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # one "lr-Adam" point per epoch
-    if cfg.uses("progress_bar"):
-        callbacks.append(TQDMProgressBar(leave=True))  # leave=True: one line per epoch, its postfix = the epoch's metrics
+    if cfg.uses("progress_bar"):  # leave=True: one line per epoch, its postfix = the epoch's metrics
+        callbacks.append(TQDMProgressBar(leave=True) if cfg.lightning_defaults else StepLossBar(leave=True))
     return callbacks
+
+
+class StepLossBar(TQDMProgressBar):
+    """The plain side's bar: redrawn every BAR_REFRESH_STEPS steps showing the step loss, no validation/test bar."""
+
+    def __init__(self, leave: bool) -> None:
+        super().__init__(refresh_rate=BAR_REFRESH_STEPS, leave=leave)
+        self._loss: torch.Tensor | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        self._loss = outputs["loss"]
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        items = super().get_metrics(trainer, pl_module)
+        if self._loss is not None and trainer.training:  # a host read, only when the bar is redrawn
+            items["loss"] = f"{self._loss.item():.4f}"
+        return items
+
+    def init_validation_tqdm(self) -> Tqdm:
+        return Tqdm(disable=True)
+
+    def init_test_tqdm(self) -> Tqdm:
+        return Tqdm(disable=True)

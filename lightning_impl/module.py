@@ -23,11 +23,18 @@ class WaferLightningModel(L.LightningModule):
         # the weights are a buffer of the loss module, so Lightning moves them to the device
         self.criterion = nn.CrossEntropyLoss(weight=loss_weights, label_smoothing=self.cfg.label_smoothing)
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.sums: dict[str, tuple] = {}  # stage -> (loss x n, correct, n) of the epoch so far
+        self.epoch_metrics: dict[str, float] = {}  # the last epoch's train and val means
 
     @property
     def cfg(self) -> TrainConfig:
         """The run's configuration, read from the hyperparameters (their one copy)."""
         return TrainConfig(**self.hparams)
+
+    @property
+    def defaults(self) -> bool:
+        """--lightning-defaults: log per step as Lightning's docs do (a checkpoint from before the flag: no)."""
+        return self.hparams.get("lightning_defaults", False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -44,16 +51,33 @@ class WaferLightningModel(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, preds, y = self.model_step(batch)
-        if not self.trainer.barebones:  # Lightning forbids self.log in barebones mode
-            if self.hparams.tensorboard:  # only TensorBoard reads it (the plain side's writer.add_scalar)
-                self.log("train_loss_step", loss, on_step=True, on_epoch=False)
-            self.log_epoch_metrics("train", loss, preds, y)
+        if self.defaults:  # as Lightning's docs log: self.log in every step
+            if not self.trainer.barebones:  # Lightning forbids self.log in barebones mode
+                if self.hparams.tensorboard:
+                    self.log("train_loss_step", loss, on_step=True, on_epoch=False)
+                self.log_epoch_metrics("train", loss, preds, y)
+            return loss
+        self.accumulate("train", loss, preds, y)
+        # the loss goes to TensorBoard only at the steps the logger writes (one host read, as on the plain side)
+        if self.hparams.tensorboard and not self.trainer.barebones \
+                and (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train_loss_step", loss, on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, preds, y = self.model_step(batch)
-        if not self.trainer.barebones:
+        if not self.defaults:
+            self.accumulate("val", loss, preds, y)
+        elif not self.trainer.barebones:
             self.log_epoch_metrics("val", loss, preds, y)
+
+    def on_validation_epoch_end(self) -> None:
+        # the epoch's train and val means, reduced over the ranks once and logged once (the plain loop's work);
+        # here, after validation, both exist, and EarlyStopping/ModelCheckpoint read them next
+        if not self.defaults:
+            self.epoch_metrics = {**self.epoch_means("train"), **self.epoch_means("val")}
+            if not self.trainer.barebones:
+                self.log_dict(self.epoch_metrics, prog_bar=True)  # plain numbers: nothing left to reduce
 
     def on_test_epoch_start(self) -> None:
         self.test_outputs = []
@@ -61,13 +85,27 @@ class WaferLightningModel(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         loss, preds, y = self.model_step(batch)
         self.test_outputs.append((y, preds))  # for the shared sklearn metrics after trainer.test
-        if not self.trainer.barebones:
+        if self.defaults and not self.trainer.barebones:
             self.log_epoch_metrics("test", loss, preds, y)
 
     def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels and predictions of the last trainer.test, on the CPU."""
         y_true, y_pred = (torch.cat(parts).cpu() for parts in zip(*self.test_outputs))
         return y_true, y_pred
+
+    def accumulate(self, stage: str, loss: torch.Tensor, preds: torch.Tensor, y: torch.Tensor) -> None:
+        """Add a batch to the stage's (loss x n, correct, n) sums, on the device: no host sync per step."""
+        batch = (loss.detach() * len(y), (preds == y).sum(), len(y))
+        total = self.sums.get(stage)
+        self.sums[stage] = batch if total is None else tuple(a + b for a, b in zip(total, batch))
+
+    def epoch_means(self, stage: str) -> dict[str, float]:
+        """`{stage}_loss`/`{stage}_acc`: the epoch's sums reduced over the ranks, divided in float32 (then reset)."""
+        loss_sum, correct, seen = self.sums.pop(stage)
+        sums = torch.stack([loss_sum, correct.float(), torch.tensor(float(seen), device=loss_sum.device)])
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        loss, acc = (sums[:2] / sums[2]).tolist()  # one host read per stage and epoch, as the plain side's means()
+        return {f"{stage}_loss": loss, f"{stage}_acc": acc}
 
     def log_epoch_metrics(self, stage: str, loss: torch.Tensor, preds: torch.Tensor, y: torch.Tensor) -> None:
         """Sample-weighted epoch means `{stage}_loss`/`{stage}_acc` (on_epoch: no host sync per step)."""

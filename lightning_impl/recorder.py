@@ -73,10 +73,11 @@ class RunRecorder(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # runs after validation: callback_metrics holds this epoch's train and val means
-        metrics = trainer.callback_metrics
+        # the module's own epoch means (also in barebones, where nothing is logged), else what self.log reduced
+        metrics = {**trainer.callback_metrics, **pl_module.epoch_metrics}
         entry = {"epoch": trainer.current_epoch}
         for name in ("train_loss", "train_acc", "val_loss", "val_acc"):
-            entry[name] = float(metrics[name]) if name in metrics else None  # None in barebones (no self.log)
+            entry[name] = float(metrics[name]) if name in metrics else None  # None in barebones with --lightning-defaults
         entry["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         entry.update(self._timing)
         self.history.append(entry)

@@ -9,7 +9,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from shared.config import TrainConfig
+from shared.config import BAR_REFRESH_STEPS, TrainConfig
 
 
 # Lightning: TensorBoardLogger + TQDMProgressBar + LearningRateMonitor
@@ -34,22 +34,27 @@ class TrainLogger:
         if self.writer is not None:
             self.writer.add_scalar("lr-Adam", lr, self.global_step)
         if self.is_main and self.cfg.uses("progress_bar"):
-            self.bar = tqdm(total=steps, desc=f"Epoch {epoch}", file=sys.stdout, leave=False, dynamic_ncols=True)
+            # redrawn by step() alone, every BAR_REFRESH_STEPS steps (tqdm's own 0.1 s throttle would make the
+            # number of redraws depend on each side's speed)
+            self.bar = tqdm(total=steps, desc=f"Epoch {epoch}", file=sys.stdout, leave=False, dynamic_ncols=True,
+                            mininterval=float("inf"))
 
     def step(self, loss: torch.Tensor) -> None:
-        """After each optimizer step: the loss goes to the bar and TensorBoard."""
+        """After each optimizer step: the loss goes to the bar and TensorBoard when either shows it."""
         self.global_step += 1
-        due = self.global_step % self.cfg.log_every_n_steps == 0
-        logged = due and self.writer is not None
-        # a host sync on CUDA, so there only at the steps that are logged anyway
-        if logged or (self.bar is not None and (due or self.device.type == "cpu")):
-            value = loss.item()
-            if self.bar is not None:
-                self.bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        logged = self.writer is not None and self.global_step % self.cfg.log_every_n_steps == 0
+        redraw = self.bar is not None and ((self.bar.n + 1) % BAR_REFRESH_STEPS == 0 or self.bar.n + 1 == self.bar.total)
+        if logged or redraw:
+            value = loss.item()  # a host sync on CUDA: only at the steps that show the loss
             if logged:
                 self.writer.add_scalar("train_loss_step", value, self.global_step - 1)
+            if redraw:  # Lightning: TQDMProgressBar(refresh_rate=BAR_REFRESH_STEPS)
+                self.bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                self.bar.n += 1
+                self.bar.refresh()
+                return
         if self.bar is not None:
-            self.bar.update()
+            self.bar.n += 1
 
     def end_epoch(self, entry: dict) -> None:
         """Epoch metrics to TensorBoard (at the epoch's last step, as Lightning does) and one console line."""

@@ -19,6 +19,9 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 LR_SCHEDULES = ("constant", "cosine")
 MONITORS = {"val_loss": "min", "val_acc": "max"}
 FEATURES = ("tensorboard", "progress_bar", "checkpoints", "early_stopping")  # TrainConfig.uses(feature)
+# both sides redraw the bar every this many steps (and at an epoch's last), reading the loss on the host only
+# then: Lightning's TQDMProgressBar(refresh_rate=...) cadence, so the bar is the same work on both sides
+BAR_REFRESH_STEPS = 10
 
 
 def _opt(help_text: str, *, resume_safe: bool = False, **extra) -> dict:
@@ -92,6 +95,9 @@ class TrainConfig:
     progress_bar: bool = field(default=True, metadata=_opt("a tqdm bar per epoch", resume_safe=True))
     barebones: bool = field(default=False, metadata=_opt(
         "all four above off, and Lightning's Trainer(barebones=True): no self.log either (speed runs)"))
+    lightning_defaults: bool = field(default=False, metadata=_opt(
+        "Lightning side only: log as its docs show (self.log in every step, a bar redrawn every step) instead of "
+        "doing the plain loop's work (epoch sums logged once, the bar every 10 steps)", resume_safe=True))
     plots: bool = field(default=True, metadata=_opt(
         "confusion-matrix and sample-prediction PNGs after the test (~1 s of matplotlib)", resume_safe=True))
     output_dir: str = field(default="runs/latest", metadata=_opt("folder for metrics, plots, logs and checkpoints", resume_safe=True))

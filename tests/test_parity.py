@@ -21,7 +21,10 @@ FLAG_SETS = {
     "no checkpoints, tensorboard or progress bar": {"checkpoints": False, "tensorboard": False, "progress_bar": False},
     "data on device": {"data_on_device": True, "augment": True},
     "cosine schedule, label smoothing": {"lr_schedule": "cosine", "label_smoothing": 0.1},
+    # Lightning logging per step as its docs do: other work, the same arithmetic
+    "Lightning defaults": {"lightning_defaults": True},
 }
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
 @pytest.mark.parametrize("changes", FLAG_SETS.values(), ids=FLAG_SETS.keys())
@@ -35,7 +38,33 @@ def test_both_sides_take_identical_steps(tiny_cfg, tmp_path, changes):
     assert plain.initial_weights_sha256 == lightning.initial_weights_sha256 != ""
     assert plain.final_weights_sha256 == lightning.final_weights_sha256 != ""
     assert (plain.epochs_run, plain.stop_reason) == (lightning.epochs_run, lightning.stop_reason)
-    if not cfg.barebones:  # Lightning forbids self.log under barebones, so it has no val metric to rank epochs by
+    if not (cfg.barebones and cfg.lightning_defaults):  # self.log is forbidden in barebones: nothing to rank by
         assert plain.best_epoch == lightning.best_epoch is not None
+    if not cfg.lightning_defaults:  # the same sums, reduced and divided as the plain side does: bitwise
+        assert [[e[k] for k in EPOCH_METRICS] for e in plain.history] == \
+            [[e[k] for k in EPOCH_METRICS] for e in lightning.history]
     assert plain.test["confusion_matrix"] == lightning.test["confusion_matrix"]
     assert [e["lr"] for e in plain.history] == [e["lr"] for e in lightning.history]
+
+
+def scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar of a run: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_both_sides_write_the_same_tensorboard_points(tiny_cfg, tmp_path):
+    """Matched Lightning logs what the plain writer logs: the same tags, at the same steps, with the same values
+    (plus the `epoch` scalar Lightning's logger adds at every point it writes)."""
+    cfg = tiny_cfg.replace(epochs=2, log_every_n_steps=3)
+    plain_train.fit(cfg.replace(output_dir=str(tmp_path / "plain")))
+    lightning_train.fit(cfg.replace(output_dir=str(tmp_path / "lightning")))
+    plain, lightning = scalars(tmp_path / "plain"), scalars(tmp_path / "lightning")
+    assert lightning.pop("epoch")  # Lightning's logger adds it beside the metrics it writes
+    assert set(plain) == set(lightning) >= {"train_loss_step", *EPOCH_METRICS, "lr-Adam"}
+    assert len(plain["train_loss_step"]) >= 2
+    for tag in plain:
+        assert plain[tag] == lightning[tag], tag
