@@ -43,6 +43,9 @@ class Setting:
     arms: tuple[Arm, ...]
     rounds: int
     generations: int = 1  # fresh worker processes the rounds are spread over (rounds must divide evenly)
+    # a block's first epochs left out of its time per step (compilation, CUDA-graph recording: steady state by
+    # construction); their time is kept as the block's warm-up cost
+    skip_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.generations < 1 or self.rounds % self.generations:
@@ -50,6 +53,14 @@ class Setting:
 
 
 RATIO_ARMS = (Arm("plain", "plain"), Arm("lightning", "lightning"), Arm("plain A/A", "plain"))
+_FULL = ("--no-barebones",)
+_DEFAULTS = (*_FULL, "--lightning-defaults")
+# as people run it: every feature on. "lightning full" is matched (Lightning doing the plain loop's work and no
+# more); "lightning defaults" logs and redraws per step as Lightning's docs show
+FULL_ARMS = (Arm("plain full", "plain", _FULL), Arm("lightning full", "lightning", _FULL),
+             Arm("lightning defaults", "lightning", _DEFAULTS))
+STEP_ARMS = (*RATIO_ARMS, *FULL_ARMS)  # barebones, matched and defaults against plain, with the A/A control
+FASTEST_ARMS = FULL_ARMS[:2]  # the fastest configuration as people run it: plain and matched Lightning
 # a block is one epoch: the cosine schedule runs there without warm-up (warm-up must leave steps after it)
 _COSINE = ("--lr-schedule", "cosine", "--warmup-epochs", "0")
 # each feature's switch (shared/config.py FEATURES): the cost of one is "full" against "full without" it
@@ -65,11 +76,14 @@ def feature_arms(side: str) -> tuple[Arm, ...]:
             Arm(f"{side} cosine", side, _COSINE))
 
 
-FEATURE_ARMS = (*feature_arms("plain"), *feature_arms("lightning"))
+DEFAULTS_FEATURE_ARMS = (Arm("lightning defaults", "lightning", _DEFAULTS),
+                         *(Arm(f"lightning defaults without {name}", "lightning", (*_DEFAULTS, flag))
+                           for name, flag in FEATURE_SWITCHES.items()))
+FEATURE_ARMS = (*feature_arms("plain"), *feature_arms("lightning"), *DEFAULTS_FEATURE_ARMS)
 # arms that train the same weights as the plain barebones arm of their setting (the features change no arithmetic:
 # a block is one epoch, early stopping never fires at its patience), and those with the schedule
 SAME_WEIGHTS = {"": ("plain", "lightning", "plain A/A",
-                     *(a.name for a in FEATURE_ARMS if "full" in a.name)),
+                     *(a.name for a in (*FULL_ARMS, *FEATURE_ARMS) if a.name != a.side and "cosine" not in a.name)),
                 "cosine": ("plain cosine", "lightning cosine")}
 
 
@@ -136,41 +150,80 @@ class Worker:
         return reaped
 
 
-def per_step(reply: dict) -> dict:
-    """Mean seconds per step of a block, wall and process CPU, over every epoch the block trained."""
-    steps = reply["steps_per_epoch"] * len(reply["history"])
-    return {"wall": sum(h["train_seconds"] for h in reply["history"]) / steps,
-            "cpu": sum(h["train_cpu_seconds"] for h in reply["history"]) / steps, "steps": steps}
+def per_step(reply: dict, skip_epochs: int = 0) -> dict:
+    """Mean seconds per step of a block, wall and process CPU, over its epochs after the first `skip_epochs`
+    (whose training-loop wall time is `warmup_seconds`: compilation and graph recording where there are any)."""
+    timed = reply["history"][skip_epochs:]
+    if not timed:
+        raise ValueError(f"the block trained {len(reply['history'])} epoch(s), all of them skipped as warm-up")
+    steps = reply["steps_per_epoch"] * len(timed)
+    return {"wall": sum(h["train_seconds"] for h in timed) / steps,
+            "cpu": sum(h["train_cpu_seconds"] for h in timed) / steps, "steps": steps,
+            "warmup_seconds": sum(h["train_seconds"] for h in reply["history"][:skip_epochs])}
+
+
+def start_worker(threads: int, log_path: Path, timeout_s: float) -> Callable[[], Worker]:
+    """Start a worker in the background; the returned call waits until it is ready (raising what its start raised)."""
+    box: dict = {}
+
+    def start() -> None:
+        try:
+            box["worker"] = Worker(threads, log_path, timeout_s)
+        except Exception as err:  # handed to whoever waits for it
+            box["error"] = err
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+
+    def ready() -> Worker:
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["worker"]
+    return ready
 
 
 def run_settings(settings: list[Setting], base_flags: list[str], threads: int, work_dir: Path, seed: int,
-                 timeout_s: float, say: Callable[[str], None] = print, warmup_rounds: int = 0) -> dict:
+                 timeout_s: float, say: Callable[[str], None] = print, warmup_rounds: int = 0,
+                 prefetch: bool = False) -> dict:
     """Every setting's rounds, generation by generation; a failed block is recorded and the rounds go on.
 
     Generation g is a fresh worker process that runs, for every setting with more than g generations, its share
     of the rounds (settings of one generation run in generation 0). Each share starts with `warmup_rounds`
     extra rounds, recorded but left out of the statistics: a process's first blocks with new shapes pay
     one-off costs (on a GPU: lazy CUDA module loading, cuDNN autotuning, 60-300 ms a step against 3-5 ms after).
+    With `prefetch` the next generation's worker imports while this one measures: for a many-core host, where a
+    worker's start (25 s on the H200 host) would otherwise be most of a short GPU lease; never on a 2-core VM.
     """
-    out = {"threads": threads, "warmup_rounds": warmup_rounds, "settings": {}, "workers": {}}
+    out = {"threads": threads, "warmup_rounds": warmup_rounds, "prefetch": prefetch, "settings": {}, "workers": {}}
     rng = random.Random(seed)
     for s in settings:
         out["settings"][s.name] = {"flags": [*base_flags, *s.flags], "arms": [a.name for a in s.arms],
-                                   "generations": s.generations, "blocks": []}
+                                   "generations": s.generations, "skip_epochs": s.skip_epochs, "blocks": []}
     errors = []
-    for g in range(max(s.generations for s in settings)):
+    generations = max(s.generations for s in settings)
+    log = lambda g: work_dir / f"worker-g{g:02d}.log"  # noqa: E731
+    pending = start_worker(threads, log(0), timeout_s)
+    for g in range(generations):
         worker = None
         try:
-            worker = Worker(threads, work_dir / f"worker-g{g:02d}.log", timeout_s)
+            worker = pending()
+        except Exception as err:  # a worker that could not start: recorded, the next generation goes on
+            errors.append(f"generation {g}: {type(err).__name__}: {err}"[:300])
+        if g + 1 < generations:
+            pending = start_worker(threads, log(g + 1), timeout_s) if prefetch else \
+                (lambda g=g: Worker(threads, log(g + 1), timeout_s))
+        if worker is None:
+            continue
+        try:
             for s in settings:
                 if g < s.generations:
                     _run_share(s, g, warmup_rounds, base_flags, worker, work_dir, rng, say,
                                out["settings"][s.name]["blocks"])
-        except Exception as err:  # a worker that cannot start or died: recorded, the next generation goes on
+        except Exception as err:  # the worker died: recorded, the next generation goes on
             errors.append(f"generation {g}: {type(err).__name__}: {err}"[:300])
         finally:
-            if worker is not None:
-                out["workers"][f"g{g:02d}"] = worker.close()
+            out["workers"][f"g{g:02d}"] = worker.close()
     if errors:
         out["error"] = "; ".join(errors)[:900]
     return out
@@ -181,6 +234,8 @@ def _run_share(setting: Setting, generation: int, warmup_rounds: int, base_flags
     """One generation's rounds of a setting; each block's record is appended as it finishes (a dead worker keeps
     what was measured). Rounds are numbered across generations; a warm-up round is marked `warmup`."""
     share = setting.rounds // setting.generations
+    if setting.skip_epochs:  # each block already leaves out its own warm-up epochs
+        warmup_rounds = 0
     for i in range(warmup_rounds + share):
         r = generation * (warmup_rounds + share) + i
         order = list(setting.arms)
@@ -192,7 +247,7 @@ def _run_share(setting: Setting, generation: int, warmup_rounds: int, base_flags
                      "position": position, "ok": reply["ok"], "error": reply.get("error"),
                      "loadavg_1min": os.getloadavg()[0]}  # what else the machine ran
             if reply["ok"]:
-                block.update(per_step=per_step(reply), block_wall_seconds=reply["block_wall_seconds"],
+                block.update(per_step=per_step(reply, setting.skip_epochs), block_wall_seconds=reply["block_wall_seconds"],
                              block_cpu_seconds=reply["block_cpu_seconds"],
                              final_weights_sha256=reply["final_weights_sha256"])
             blocks.append(block)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 REAL_DATA_ENV = "WM811K_PATH"
 
@@ -48,6 +48,17 @@ class Blocks:
     feature_rounds: int = 6  # the features setting: 14 arms (barebones, full, full without each feature, cosine)
     sweep: tuple[tuple[str, ...], ...] = ()  # extra settings for ratio vs step time (Lightning, plain only)
     sweep_rounds: int = 3
+    fixed: bool = True  # the near-zero-cost step's ratio and fixed cost
+    features: bool = True  # the price list: every feature alone, on each side and arm
+    # more step settings with the three arms over the generations (name, flags), e.g. a large batch on the device
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # the fastest configuration (compiled with CUDA graphs, ...): its first `fastest_skip` epochs (compilation,
+    # graph recording) are left out of the time per step and reported as its warm-up; generation 0 only
+    fastest: tuple[str, ...] = ()
+    fastest_rounds: int = 2
+    fastest_epochs: int = 4
+    fastest_skip: int = 1
+    prefetch: bool = False  # start the next worker while one measures (a many-core host only)
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,8 @@ class Profile:
     variant_epochs: int  # fixed-length fresh-process runs of the variants table
     variant_rounds: int
     gpu_variant_rounds: int | None = None  # GPU time is lent by the minute: fewer rounds there
+    gpu_rounds: int | None = None  # end-to-end rounds on the GPU (None: rounds)
+    gpu_checks: bool = False  # on a GPU: run tests/test_gpu.py last, its log into the report
     blocks: Blocks | None = Blocks()  # None: no interleaved blocks (the per-step overhead is another profile's job)
     gpu_blocks: Blocks | None = None  # None: the same as on the CPU
     variants: tuple[Variant, ...] = ()
@@ -69,12 +82,16 @@ class Profile:
     needs_real_data: bool = False
     flop_batch: int = 32
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
     def variant_rounds_for(self, accelerator: str) -> int:
         if accelerator == "gpu" and self.gpu_variant_rounds is not None:
             return self.gpu_variant_rounds
         return self.variant_rounds
+
+    def rounds_for(self, accelerator: str) -> int:
+        if accelerator == "gpu" and self.gpu_rounds is not None:
+            return self.gpu_rounds
+        return self.rounds
 
     def blocks_for(self, accelerator: str) -> Blocks | None:
         return self.gpu_blocks if accelerator == "gpu" and self.gpu_blocks is not None else self.blocks
@@ -87,7 +104,6 @@ class Profile:
 
 
 _DDP = Variant("ddp, 2 processes", (), devices=("cpu",), processes=2)
-_GPU_ONLY = ("gpu",)
 _BIG_BATCH = ("--batch-size", "256", "--samples-per-class", "2000")
 _FAST = ("--precision", "bf16-mixed", "--channels-last")
 _GRAPHS = ("--compile", "--compile-mode", "reduce-overhead")
@@ -101,7 +117,9 @@ PROFILES = {
         # the fewest rounds that give an interval, in one process (the unit tests run two), no sweep: CI has ~3
         # minutes for all of it
         # (no warm-up round either: its numbers are not read, and the unit tests cover the warm-up logic)
-        blocks=Blocks(rounds=5, generations=1, warmup_rounds=0, fixed_samples_per_class=8, feature_rounds=2),
+        blocks=Blocks(rounds=5, generations=1, warmup_rounds=0, fixed_samples_per_class=8, feature_rounds=2,
+                      # the GPU plan's steady-state logic, on the CPU: its first epoch left out
+                      fastest=("--channels-last",), fastest_rounds=1, fastest_epochs=2),
         variants=(_DDP,),
         notes="CI check of the harness: tiny data, numbers are not meaningful",
     ),
@@ -111,23 +129,18 @@ PROFILES = {
                      "--patience", "5"),
         rounds=3, variant_epochs=3, variant_rounds=1, warmup=False,
         blocks=Blocks(sweep=(("--batch-size", "4", "--base-channels", "8"), ("--batch-size", "128"))),
-        # GPU time is lent by the minute (the whole GPU plan must fit ~8 minutes): fewer rounds and steps
-        # (one process: a fresh one would pay CUDA start-up and autotuning again)
-        gpu_blocks=Blocks(rounds=6, generations=1, fixed_samples_per_class=10, feature_rounds=2),
+        # GPU time is lent by the minute: the whole GPU plan (checks included) must fit 6 minutes. The blocks are
+        # the measurement there: batch 32 and batch 256 with the data on the device, each with the three arms,
+        # over 5 worker processes (each imported while the one before measures), and the fastest configuration;
+        # the price list and the near-zero-cost step are the CPU's (one GPU block of those is ~launch-bound)
+        gpu_blocks=Blocks(rounds=5, generations=5, fixed=False, features=False, prefetch=True,
+                          extra=(("batch 256, data on device", (*_BIG_BATCH, "--data-on-device")),),
+                          fastest=(*_BIG_BATCH, "--data-on-device", *_FAST, *_GRAPHS)),
+        gpu_rounds=1, gpu_checks=True,
         variants=(
             # on the 2-core CPU autocast bf16 ran at ~8x the fp32 step time, so one short round shows it
             Variant("bf16-mixed", ("--precision", "bf16-mixed"), devices=("cpu",), rounds=1, epochs=2),
             Variant("channels_last", ("--channels-last",), devices=("cpu",), rounds=1),
-            # batch 32 is launch-bound on a GPU: the regime CUDA graphs are for
-            Variant("data on device, compile (CUDA graphs)", ("--data-on-device", *_GRAPHS), devices=_GPU_ONLY),
-            # batch 256 on the seed's 630 training maps would be 3 steps an epoch: 20x the maps gives 50
-            Variant("batch 256, 12,600 maps", _BIG_BATCH, devices=_GPU_ONLY),
-            Variant("batch 256, 12,600 maps, data on device", (*_BIG_BATCH, "--data-on-device"), devices=_GPU_ONLY),
-            Variant("batch 256, 12,600 maps, data on device, bf16-mixed + channels_last",
-                    (*_BIG_BATCH, "--data-on-device", *_FAST), devices=_GPU_ONLY),
-            Variant("batch 256, 12,600 maps, data on device, bf16-mixed + channels_last, compile (CUDA graphs)",
-                    (*_BIG_BATCH, "--data-on-device", *_FAST, *_GRAPHS),
-                    devices=_GPU_ONLY),
             _DDP,
         ),
         notes="the seed tutorial's setting: 900 synthetic maps, batch 32, up to 30 epochs with early stopping",

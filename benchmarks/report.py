@@ -9,17 +9,15 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from tabulate import tabulate
-
 from benchmarks import plots
+from benchmarks.formatting import ACC_NAMES, NOT_MEASURED, _table, fmt, fmt_ratio
 from benchmarks.loc import LineCount, by_role, role, total
+from benchmarks.report_cost import answer_first, arms_section, floor_section, gpu_checks_section, like_for_like_section, price_list_section
 from benchmarks.runner import SIDE_NAMES as NAMES
 from benchmarks.runner import SIDES
 from benchmarks.suite import CPU_FLAGS
-from benchmarks.summary import MIN_CI_N, feature_pairs, per_accelerator
+from benchmarks.summary import MIN_CI_N, per_accelerator
 
-ACC_NAMES = {"cpu": "CPU", "gpu": "GPU"}
-NOT_MEASURED = "not measured"
 CLAIMS = {  # what the tutorial this project grew from says, quoted
     "lines": "Code Lines ~200+ (pure PyTorch) vs ~50 (Lightning)",
     "runtime_cpu": "Expected runtime 5-10 minutes on CPU (900 samples, up to 30 epochs)",
@@ -27,48 +25,6 @@ CLAIMS = {  # what the tutorial this project grew from says, quoted
     "accuracy": "Accuracy 0.7833, F1 (macro) 0.7591 on its 900-sample dataset",
 }
 CLAIMS_PROFILE = "seed"  # the tutorial's setting (900 synthetic maps, batch 32, up to 30 epochs)
-
-
-def fmt(stat: dict | None, unit: str = "", digits: int = 2) -> str:
-    """'median [q1-q3]' of a spread, or 'not measured'."""
-    if not stat:
-        return NOT_MEASURED
-    if stat["n"] == 1:
-        return f"{stat['median']:.{digits}f}{unit} (n=1)"
-    return f"{stat['median']:.{digits}f}{unit} [{stat['q1']:.{digits}f}-{stat['q3']:.{digits}f}]"
-
-
-def _n(stat: dict) -> str:
-    """'n=60', or 'n=10 processes' where the interval is over worker processes (generations of rounds)."""
-    return f"n={stat['n']}" + (" processes" if stat.get("unit") == "generation" else "")
-
-
-def fmt_ratio(ratio: dict | None, digits: int = 2) -> str:
-    """Geometric mean with its 95 % CI where the n allows one, else the range of the n ratios (what it is)."""
-    if not ratio:
-        return NOT_MEASURED
-    value = ratio.get("ratio", ratio.get("median"))  # "median": reports written before the geometric mean
-    if ratio["n"] == 1:
-        return f"{value:.{digits}f}x (n=1)"
-    if ratio.get("ci95") and ratio["n"] >= MIN_CI_N:
-        low, high = ratio["ci95"]
-        return f"{value:.{digits}f}x (95% CI {low:.{digits}f}-{high:.{digits}f}, {_n(ratio)})"
-    low, high = ratio.get("range") or ratio.get("ci95") or (value, value)
-    return f"{value:.{digits}f}x (range {low:.{digits}f}-{high:.{digits}f}, {_n(ratio)})"
-
-
-def fmt_interval(ci: dict | None, unit: str = " µs", digits: int = 0) -> str:
-    """mean ± half-width of a t-interval; under MIN_CI_N units, the mean and the range of the units instead."""
-    if not ci:
-        return NOT_MEASURED
-    if ci["n"] < MIN_CI_N and "range" in ci:  # records from before "range" existed keep their old rendering
-        low, high = ci["range"]
-        return f"{ci['mean']:+.{digits}f}{unit} (range {low:+.{digits}f} to {high:+.{digits}f}, {_n(ci)})"
-    return f"{ci['mean']:+.{digits}f}{unit} ± {ci['half_width']:.{digits}f} ({_n(ci)})"
-
-
-def _table(rows, headers) -> str:
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def loc_totals(loc: dict) -> dict[str, LineCount]:
@@ -109,8 +65,8 @@ def runtime_section(raw: dict, summary: dict) -> list[str]:
             entry = summary.get(acc, {}).get("runtime", {}).get(key)
             cells = [fmt(entry["sides"][s], unit, 1 if key == "samples_per_s" else 2) if entry else NOT_MEASURED for s in SIDES]
             rows.append([ACC_NAMES[acc], label, *cells, fmt_ratio(entry["ratio"]) if entry else NOT_MEASURED])
-    return ["## Runtime", _table(rows, ["device", "measure", *map(NAMES.get, SIDES), "Lightning / plain (paired)"]),
-            "\n" + runtime_protocol(raw) + "\n"]
+    return ["## Runtime (fresh processes)", _table(rows, ["device", "measure", *map(NAMES.get, SIDES), "Lightning / plain (paired)"]),
+            "\nFresh processes through each side's real CLI, all features on (see Method).\n"]
 
 
 def runtime_protocol(raw: dict) -> str:
@@ -139,32 +95,6 @@ def _train_maps(run: dict) -> int | None:
         return None
 
 
-def blocks_section(raw: dict, summary: dict) -> list[str]:
-    """Per-step ratio with the A/A control, µs per step of each arm, and the fixed cost, per block setting."""
-    rows = []
-    for acc, s in per_accelerator(summary).items():
-        b = s.get("blocks")
-        if not b:
-            continue
-        for name, row in b["settings"].items():
-            if name == "features":
-                continue
-            for metric in (b["primary"], *({"cpu", "wall"} - {b["primary"]})):
-                arms, comp = row["arms"][metric], row["comparisons"][metric]
-                main = comp.get("lightning / plain", {})
-                aa = comp.get("plain A/A / plain", {})
-                rows.append([ACC_NAMES[acc], name, f"{metric} time" + (" (primary)" if metric == b["primary"] else ""),
-                             *(fmt(arms.get(a), " µs", 0) for a in ("plain", "lightning")),
-                             fmt_ratio(main.get("ratio"), 3), fmt_interval(main.get("difference_us")),
-                             fmt_ratio(aa.get("ratio"), 3) if aa else "-"])
-    if not rows:
-        return []
-    return ["## Per-step overhead (interleaved blocks)",
-            _table(rows, ["device", "setting", "clock", "plain µs/step", "Lightning µs/step", "Lightning / plain",
-                          "Lightning - plain per step", "A/A control (plain / plain)"]),
-            "\n" + blocks_protocol(raw, summary) + "\n", *headline(summary)]
-
-
 def blocks_protocol(raw: dict, summary: dict) -> str:
     """The block protocol, from what ran."""
     parts = []
@@ -189,10 +119,13 @@ def blocks_protocol(raw: dict, summary: dict) -> str:
                 "Student t over the rounds (this protocol leaves each process's own speed out of them). "
                 + "; ".join(parts) + ".")
     return ("Both sides' real `fit(cfg)` run in one long-lived worker process (both imported once), a block at a "
-            "time: a round runs one block per arm (plain, Lightning, and plain again for the A/A control) back to "
-            "back in a shuffled order. A block is a barebones fixed-length run (`--barebones`, no early stopping) and "
-            "its time per step is the sum of its epochs' training-loop time over its steps (each side times its own "
-            "loop: the plain `train_one_epoch`, Lightning's `RunRecorder`), in process CPU time and in wall time. "
+            "time: a round runs one block per arm back to back in a shuffled order: plain and Lightning barebones "
+            "(`--barebones`), plain again for the A/A control, and with every feature on plain, Lightning matched and "
+            "Lightning defaults (`--lightning-defaults`). A block is a fixed-length run (no early stopping) and its "
+            "time per step is the sum of its epochs' training-loop time over its steps (each side times its own "
+            "loop: the plain `train_one_epoch`, Lightning's `RunRecorder`), in process CPU time and in wall time; "
+            "where a setting leaves its first epochs out (compilation, CUDA-graph recording), only the epochs after "
+            "them count. "
             "A process runs at its own speed on a shared VM (where its memory landed): in one process that is common "
             "to every arm, and a setting's rounds are spread over fresh processes (generations) so that what is "
             "left of it is measured. Ratios are geometric means of per-round ratios; where a setting ran in several "
@@ -221,86 +154,6 @@ def load_note(blocks: dict, cores: int) -> str:
         note += (" (other work shared the machine during the blocks: their noise, and so their intervals, are "
                  "wider than this machine's own)")
     return note
-
-
-def headline(summary: dict) -> list[str]:
-    lines = []
-    for acc, h in summary.get("step_overhead", {}).items():
-        low, high = h["ratio_ci"]
-        n = (f"{h['rounds']} rounds in n={h['n']} processes" if h.get("unit") == "generation"
-             else f"n={h['n']} rounds in one process")
-        text = (f"**{ACC_NAMES[acc]}: Lightning/plain per step {h['ratio']:.3f}x (95% CI {low:.3f}-{high:.3f}, "
-                f"±{100 * (high - low) / 2 / h['ratio']:.1f}%, {n}, {h['metric']} time)**")
-        if h.get("aa_control_ci"):
-            a, b = h["aa_control_ci"]
-            text += f"; the A/A control reads {h['aa_control']:.3f}x ({a:.3f}-{b:.3f}), the noise floor"
-        fixed = h.get("fixed_overhead_us")
-        if fixed:
-            lo, hi = fixed["difference_ci"]
-            text += (f". On the near-zero-cost step Lightning adds **{fixed['difference']:.0f} µs per step** (95% CI "
-                     f"{lo:.0f}-{hi:.0f}; plain {fixed['plain']:.0f} µs, Lightning {fixed['lightning']:.0f} µs): for a "
-                     f"step of T µs that is a factor 1 + {fixed['difference']:.0f}/T.")
-        lines.append(text + "\n")
-    return lines
-
-
-def features_section(summary: dict) -> list[str]:
-    """What each feature costs on each side: per step inside the loop, per epoch over the whole block."""
-    rows = []
-    for acc, s in per_accelerator(summary).items():
-        row = ((s.get("blocks") or {}).get("settings") or {}).get("features")
-        if not row:
-            continue
-        metric = s["blocks"]["primary"]
-        comp, arms = row["comparisons"][metric], row["arms"][metric]
-        for side in SIDES:
-            for with_, without in feature_pairs(side):
-                c = comp.get(f"{with_} / {without}")
-                if not c:
-                    continue
-                rows.append([ACC_NAMES[acc], NAMES[side], _feature_name(with_, without),
-                             fmt(arms.get(without), " µs", 0), fmt(arms.get(with_), " µs", 0),
-                             fmt_interval(c.get("difference_us")), fmt_ratio(c.get("ratio"), 3),
-                             fmt_interval(_ms(row["epoch_cost_wall_s"].get(f"{with_} - {without}")), " ms", 1)])
-        both = comp.get("lightning full / plain full", {})
-        rows.append([ACC_NAMES[acc], "Lightning / plain", "both full", "", "", fmt_interval(both.get("difference_us")),
-                     fmt_ratio(both.get("ratio"), 3), ""])
-    if not rows:
-        return []
-    first = next(s["blocks"]["settings"]["features"] for s in per_accelerator(summary).values()
-                 if (s.get("blocks") or {}).get("settings", {}).get("features"))
-    flags = " ".join(first["flags"])
-    over = (f"the per-process means ({first['generations']} processes)" if first.get("generations", 1) > 1 else
-            f"the {first.get('rounds', 'n')} rounds of one process (the arms all share it, so a feature's cost is "
-            "measured inside one process's speed; the Lightning / plain row leaves process-to-process variation out)")
-    return ["## Feature cost, one feature at a time",
-            _table(rows, ["device", "side", "feature", "without µs/step", "with µs/step", "difference per step",
-                          "ratio", "difference per epoch (wall, whole block)"]),
-            "\nInterleaved blocks on the near-zero-cost step, so what remains of a feature is its own cost: "
-            f"`{flags}` plus the arm's switches. *All features* is `--no-barebones` against barebones (on the "
-            "Lightning side that also brings back `self.log` of the epoch metrics, which barebones forbids); each "
-            "named feature is the full run against the full run with that one switch off (`--no-tensorboard` also "
-            "drops Lightning's `LearningRateMonitor` and per-step `self.log`, which write to TensorBoard; the plain "
-            "side's writer logs the same scalars). The per-step figure is the training loop alone (the progress bar "
-            "and per-step logging live there); the per-epoch figure divides the whole block's wall-time difference by "
-            "its epochs, so it also holds validation logging, checkpoint files, early stopping and the TensorBoard "
-            "writer's start. *LR schedule* is barebones with `--lr-schedule cosine` (a `LambdaLR` stepped after "
-            "every optimizer step: plain by hand, Lightning from `configure_optimizers`) against barebones. "
-            f"Intervals are 95 % Student t over {over}, paired by round.\n"]
-
-
-def _feature_name(with_: str, without: str) -> str:
-    if " without " in without:
-        return without.split(" without ", 1)[1]
-    return "LR schedule (cosine)" if with_.endswith("cosine") else "all features"
-
-
-def _ms(ci: dict | None) -> dict | None:
-    """A seconds interval in milliseconds."""
-    if ci is None:
-        return None
-    return {k: [1e3 * x for x in v] if k == "range" else 1e3 * v if k in ("mean", "low", "high", "half_width") else v
-            for k, v in ci.items()}
 
 
 def variants_section(raw: dict, summary: dict) -> list[str]:
@@ -447,14 +300,24 @@ def errors_section(summary: dict) -> list[str]:
 
 
 def render_markdown(raw: dict, summary: dict) -> str:
-    parts = header(raw) + errors_section(summary) + loc_section(raw["lines_of_code"]) + runtime_section(raw, summary)
-    parts += blocks_section(raw, summary) + features_section(summary) + variants_section(raw, summary)
-    parts += memory_section(summary) + metrics_section(summary) + parity_section(summary) + mfu_section(raw, summary)
-    parts += claims_section(raw, summary)
+    """Answer first, then the evidence, then the method."""
+    parts = header(raw) + answer_first(raw, summary) + errors_section(summary) + like_for_like_section()
+    parts += arms_section(summary) + price_list_section(summary) + floor_section(raw, summary)
+    parts += runtime_section(raw, summary) + variants_section(raw, summary) + memory_section(summary)
+    parts += metrics_section(summary) + parity_section(summary) + mfu_section(raw, summary) + gpu_checks_section(raw)
+    parts += claims_section(raw, summary) + loc_section(raw["lines_of_code"]) + method_section(raw, summary)
     parts += ["## Plots", "![runtime](runtime.png)", "![overhead vs step time](overhead_vs_step_time.png)",
               "![loss curves](loss_curves.png)",
               "![confusion matrices](confusion_matrices.png)", "![step-loss difference](step_loss_diff.png)", ""]
     return "\n".join(parts)
+
+
+def method_section(raw: dict, summary: dict) -> list[str]:
+    """How every figure above was measured, from the records of this run."""
+    out = ["## Method", "**Fresh processes.** " + runtime_protocol(raw)]
+    if any(e.get("blocks") for e in raw["accelerators"].values()):
+        out.append("**Interleaved blocks.** " + blocks_protocol(raw, summary))
+    return out + [""]
 
 
 def rerender(report_dir: Path) -> Path:
@@ -470,6 +333,11 @@ def write_report(raw: dict, summary: dict, report_dir: Path) -> Path:
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=report_dir.parent, prefix=f".{report_dir.name}."))
     try:
+        summary["precision_history"] = precision_history(report_dir, raw, summary)
+        (tmp / PRECISION_FILE).write_text(json.dumps(summary["precision_history"], indent=1), encoding="utf-8")
+        checks = (raw["accelerators"].get("gpu") or {}).get("gpu_checks")
+        if checks:
+            (tmp / "gpu_checks.log").write_text(checks["log"], encoding="utf-8")
         (tmp / "comparison.md").write_text(render_markdown(raw, summary), encoding="utf-8")
         (tmp / "benchmark.json").write_text(json.dumps({"raw": raw, "summary": summary}, indent=1), encoding="utf-8")
         plots.write_all(raw, summary, tmp)
@@ -488,6 +356,24 @@ def write_report(raw: dict, summary: dict, report_dir: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report_dir
+
+
+PRECISION_FILE = "precision.json"
+
+
+def precision_history(report_dir: Path, raw: dict, summary: dict) -> dict[str, list[dict]]:
+    """The barebones interval's half-width of every run of this design recorded beside the report, this one
+    included (once: a re-render does not add it again), per accelerator."""
+    path = report_dir / PRECISION_FILE
+    history = json.loads(path.read_text()) if path.is_file() else {}
+    for acc, h in summary.get("step_overhead", {}).items():
+        low, high = h["ratio_ci"]
+        entry = {"date": raw["machine"]["date"], "machine": raw["machine"]["cpu"], "n": h["n"], "unit": h["unit"],
+                 "half_width_pct": round(100 * (high - low) / 2 / h["ratio"], 2)}
+        runs = history.setdefault(acc, [])
+        if entry["date"] not in {r["date"] for r in runs}:
+            runs.append(entry)
+    return history
 
 
 def partial_path(report_dir: Path) -> Path:

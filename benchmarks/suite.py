@@ -6,12 +6,16 @@ import dataclasses
 import datetime as dt
 import os
 import platform
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from benchmarks.blocks import FEATURE_ARMS, RATIO_ARMS, Setting, run_settings
+from benchmarks.blocks import FASTEST_ARMS, FEATURE_ARMS, RATIO_ARMS, STEP_ARMS, Setting, run_settings
+from benchmarks.floor import step_floors
 from benchmarks.loc import count_package
 from benchmarks.mfu import device_peak, matmul_ceiling
 from benchmarks.profiles import REAL_DATA_ENV, TINY_FLAGS, Profile
@@ -103,20 +107,26 @@ def plan(profile: Profile, accelerator: str) -> list[RunRecord]:
             for side in _pairs(r):
                 add(side, "variant", variant.name, r, profile.base_seed,
                     [*fixed, *epochs, "--barebones", *variant.flags], variant.processes)
-    for r in range(profile.rounds):
+    for r in range(profile.rounds_for(accelerator)):
         for side in _pairs(r):
             add(side, "end_to_end", "full", r, profile.base_seed + r, base)
     return records
 
 
 def block_settings(profile: Profile, accelerator: str) -> list[Setting]:
-    """The interleaved-block settings: per-step ratio + A/A, near-zero-cost step, features, ratio vs step time."""
+    """The interleaved-block settings: the profile's step (three Lightning arms + A/A), the near-zero-cost step,
+    the price list, more step settings, the fastest configuration and the ratio against step time."""
     b = profile.blocks_for(accelerator)
     tiny = (*TINY_FLAGS, "--samples-per-class", str(b.fixed_samples_per_class))
-    settings = [Setting("step", (), RATIO_ARMS, b.rounds, b.generations),
-                Setting("fixed", tiny, RATIO_ARMS, b.rounds, b.generations),
-                # on the near-zero-cost step too: what is left of a feature there is its own cost, not the model's
-                Setting("features", tiny, FEATURE_ARMS, b.feature_rounds)]
+    settings = [Setting("step", (), STEP_ARMS, b.rounds, b.generations)]
+    if b.fixed:
+        settings.append(Setting("fixed", tiny, RATIO_ARMS, b.rounds, b.generations))
+    if b.features:  # on the near-zero-cost step: what is left of a feature there is its own cost, not the model's
+        settings.append(Setting("features", tiny, FEATURE_ARMS, b.feature_rounds))
+    settings += [Setting(name, flags, STEP_ARMS, b.rounds, b.generations) for name, flags in b.extra]
+    if b.fastest:
+        settings.append(Setting("fastest", (*b.fastest, "--epochs", str(b.fastest_epochs)), FASTEST_ARMS,
+                                b.fastest_rounds, skip_epochs=b.fastest_skip))
     settings += [Setting("sweep " + " ".join(flags), flags, RATIO_ARMS[:2], b.sweep_rounds) for flags in b.sweep]
     return settings
 
@@ -132,9 +142,9 @@ def block_flags(profile: Profile, accelerator: str) -> list[str]:
 
 def run_blocks(profile: Profile, accelerator: str, work_dir: Path, say: Callable[[str], None]) -> dict:
     """The block protocol on long-lived workers, each with the profile's (equal) thread count."""
-    return run_settings(block_settings(profile, accelerator), block_flags(profile, accelerator),
-                        profile.blocks_for(accelerator).threads, work_dir, profile.base_seed, profile.timeout_s, say,
-                        profile.blocks_for(accelerator).warmup_rounds)
+    b = profile.blocks_for(accelerator)
+    return run_settings(block_settings(profile, accelerator), block_flags(profile, accelerator), b.threads, work_dir,
+                        profile.base_seed, profile.timeout_s, say, b.warmup_rounds, prefetch=b.prefetch)
 
 
 def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
@@ -153,9 +163,10 @@ def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
     if profile.needs_real_data:  # fill the preprocessed-data cache untimed, or the first run alone pays for it
         load_wm811k(os.environ[REAL_DATA_ENV], TrainConfig(**_config_from_flags(profile)).image_size)
     for acc in accelerators:
-        entry = {"imports": {side: [] for side in SIDES}, "runs": []}
+        say(describe_plan(profile, acc))
+        entry = {"imports": {side: [] for side in SIDES}, "runs": [], "started_unix": time.time()}
         raw["accelerators"][acc] = entry
-        for r in range(max(profile.rounds, 2)):
+        for r in range(import_rounds(profile, acc)):
             for side in _pairs(r):
                 entry["imports"][side].append(import_seconds(side))
         entry["ceiling_before"] = _soft(matmul_ceiling, acc)
@@ -165,6 +176,9 @@ def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
         if profile.blocks_for(acc) is not None:
             say(f"[{acc}] interleaved blocks")
             entry["blocks"] = run_blocks(profile, acc, work_dir / acc / "blocks", say)
+            save(raw)
+            entry["floors"] = _soft(lambda a: step_floors(floor_settings(profile, a), a,
+                                                          profile.blocks_for(a).threads), acc)
             save(raw)
         records = plan(profile, acc)
         for i, record in enumerate(records):
@@ -178,8 +192,75 @@ def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
             save(raw)
         entry["ceiling_after"] = _soft(matmul_ceiling, acc)
         entry["peak"] = _soft(lambda a: device_peak(a, [entry["ceiling_before"], entry["ceiling_after"]]), acc)
+        entry["measured_seconds"] = time.time() - entry["started_unix"]
         save(raw)
+        if acc == "gpu" and profile.gpu_checks:  # last: behaviour, not speed (its processes share the card)
+            say("[gpu] checks: pytest -m gpu tests/test_gpu.py")
+            entry["gpu_checks"] = run_gpu_checks(profile.timeout_s)
+            save(raw)
     return raw
+
+
+def import_rounds(profile: Profile, accelerator: str) -> int:
+    """Fresh-process import timings per side: on the CPU at least 2, on a GPU host as many as the e2e rounds."""
+    return max(profile.rounds_for(accelerator), 2 if accelerator == "cpu" else 1)
+
+
+def floor_settings(profile: Profile, accelerator: str) -> dict[str, list[str]]:
+    """Each measured step setting's full flags (the sweeps and the price list have none of their own)."""
+    base = block_flags(profile, accelerator)
+    return {s.name: [*base, *s.flags] for s in block_settings(profile, accelerator)
+            if s.name not in ("features",) and not s.name.startswith("sweep")}
+
+
+def run_gpu_checks(timeout_s: float) -> dict:
+    """tests/test_gpu.py in its own pytest process: exit status, time, its summary line and log."""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-q", "-rA", "-s",
+                               "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+        code, log = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as err:
+        code, log = None, f"timed out after {timeout_s} s\n{err.stdout or ''}"
+    lines = [line for line in log.splitlines() if line.strip()]
+    return {"exit": code, "seconds": time.perf_counter() - start, "summary": lines[-1] if lines else "", "log": log}
+
+
+# seconds each part of a plan takes, as measured with this code (CPU: the 2-core EPYC VM; GPU: the H200 host)
+COSTS = {"cpu": {"import": 5.0, "e2e": 20.0, "variant": 12.0, "worker": 8.0, "checks": 0.0,
+                 "block": {"step": 1.4, "fixed": 0.6, "features": 0.7, "fastest": 2.0, "sweep": 1.0, "extra": 2.0}},
+         "gpu": {"import": 12.0, "e2e": 35.0, "variant": 30.0, "worker": 25.0, "checks": 90.0,
+                 "block": {"step": 0.8, "fixed": 1.0, "features": 1.0, "fastest": 12.0, "sweep": 1.0, "extra": 1.6}}}
+
+
+def expected_seconds(profile: Profile, accelerator: str) -> dict[str, float]:
+    """What the plan of one accelerator is expected to take, part by part (from COSTS)."""
+    cost = COSTS[accelerator]
+    b = profile.blocks_for(accelerator)
+    out = {"imports": 2 * import_rounds(profile, accelerator) * cost["import"]}
+    runs = plan(profile, accelerator)
+    out["fresh runs"] = sum(cost["e2e"] if r.kind != "variant" else cost["variant"] for r in runs)
+    if b is not None:
+        settings = block_settings(profile, accelerator)
+        gens = max(s.generations for s in settings)
+        out["worker starts"] = cost["worker"] * (1 if b.prefetch else gens)
+        out["blocks"] = sum(len(s.arms) * (s.rounds + s.generations * (0 if s.skip_epochs else b.warmup_rounds))
+                            * cost["block"].get(s.name.split()[0], cost["block"]["extra"]) for s in settings)
+    if accelerator == "gpu" and profile.gpu_checks:
+        out["GPU checks"] = cost["checks"]
+    return out
+
+
+def describe_plan(profile: Profile, accelerator: str) -> str:
+    """The plan in a few lines, with its expected time."""
+    parts = expected_seconds(profile, accelerator)
+    lines = [f"[{accelerator}] plan: expected {sum(parts.values()) / 60:.1f} min: "
+             + ", ".join(f"{name} ~{sec:.0f} s" for name, sec in parts.items())]
+    b = profile.blocks_for(accelerator)
+    for s in block_settings(profile, accelerator) if b else ():
+        lines.append(f"  blocks {s.name}: {len(s.arms)} arms x {s.rounds} rounds in {s.generations} process(es)"
+                     + (f", first {s.skip_epochs} epoch(s) of each block left out" if s.skip_epochs else ""))
+    return "\n".join(lines)
 
 
 def run_once_more_if_ddp(record: RunRecord, out: Path, timeout_s: float, env: dict | None,

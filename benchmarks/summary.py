@@ -174,8 +174,31 @@ def summarize_accelerator(entry: dict, accelerator: str) -> dict:
                            "samples_per_s": {s: spread(v) for s, v in _by_side(chosen, "samples_per_s").items()},
                            "ratio": _paired(chosen, "step_ms")}
     failed = {side: msgs + block_errors(entry.get("blocks"))[side] for side, msgs in errors(runs).items()}
-    return {"runtime": runtime, "blocks": blocks, "variants": variants, "final_metrics": final_metrics(e2e),
+    return {"runtime": runtime, "blocks": blocks, "floors": floor_shares(entry.get("floors"), blocks),
+            "variants": variants, "final_metrics": final_metrics(e2e),
             "parity": parity(e2e), "mfu": mfu(runtime, entry), "retried": retried(runs), "errors": failed}
+
+
+def floor_shares(floors: dict | None, blocks: dict | None) -> dict:
+    """Per measured setting: its floor (the device's own time per step), and each arm's time per step with the
+    share of it that is host overhead (1 - floor / step time), in the primary clock."""
+    out = {}
+    if not floors or not blocks or "error" in floors:
+        return out
+    metric = blocks["primary"]
+    for name, floor in floors.items():
+        row = blocks["settings"].get(name)
+        if row is None or not floor.get("us_per_step"):
+            continue
+        arms = {}
+        for arm, stat in row["arms"][metric].items():
+            if stat and arm != "plain A/A":
+                samples_per_s = _flag_value(row["flags"], "--batch-size") / (stat["median"] * 1e-6)
+                arms[arm] = {"us_per_step": stat["median"], "host_share": 1 - floor["us_per_step"] / stat["median"],
+                             "samples_per_s": samples_per_s}
+        out[name] = {"floor_us": floor["us_per_step"], "method": floor["method"], "arms": arms,
+                     "floor_samples_per_s": _flag_value(row["flags"], "--batch-size") / (floor["us_per_step"] * 1e-6)}
+    return out
 
 
 def block_errors(blocks: dict | None) -> dict[str, list[str]]:
@@ -364,19 +387,55 @@ def summarize_blocks(blocks: dict | None, accelerator: str) -> dict | None:
                                        if any(arm in arms for arm in group_arms)}
         row["epoch_cost_wall_s"] = {f"{a} - {b}": block_epoch_cost(setting, a, b)
                                     for a, b in BLOCK_PAIRS if a in arms and b in arms}
+        if name == "fixed" and "lightning" in arms:
+            row["robust_difference_us"] = robust_difference(setting, primary_metric(accelerator), "lightning", "plain")
+        if name == "features":
+            row["price_list"] = {metric: {side: price_list(setting, metric, side) for side in PRICE_SIDES}
+                                 for metric in ("cpu", "wall")}
+        if setting.get("skip_epochs"):  # the warm-up epochs (compilation, graph recording) of each block, alone
+            row["warmup_seconds"] = {arm: spread([b["per_step"]["warmup_seconds"] for b in setting["blocks"]
+                                                  if b["ok"] and b["arm"] == arm]) for arm in arms}
         out["settings"][name] = row
     return out
 
 
 def feature_pairs(side: str) -> list[tuple[str, str]]:
-    """(with, without) arm names of one side: every feature together, then each one alone, then the schedule."""
-    return [(f"{side} full", side), *((f"{side} full", f"{side} full without {name}") for name in FEATURE_SWITCHES),
-            (f"{side} cosine", side)]
+    """(with, without) arm names of one side: every feature together, then each one alone, then the schedule.
+    `side` is an arm prefix: "plain", "lightning" (matched) or "lightning defaults" (whose barebones is Lightning's)."""
+    full, bare = (side, "lightning") if side == "lightning defaults" else (f"{side} full", side)
+    pairs = [(full, bare), *((full, f"{side} without {name}" if side == "lightning defaults" else f"{full} without {name}")
+                             for name in FEATURE_SWITCHES)]
+    return pairs + ([] if side == "lightning defaults" else [(f"{side} cosine", side)])
 
 
-# (a, b) arm pairs compared wherever a setting has both: the framework, the A/A control, the features
-BLOCK_PAIRS = [("lightning", "plain"), ("plain A/A", "plain"), *feature_pairs("plain"), *feature_pairs("lightning"),
-               ("lightning full", "plain full"), ("lightning cosine", "plain cosine")]
+PRICE_SIDES = ("plain", "lightning", "lightning defaults")
+# (a, b) arm pairs compared wherever a setting has both: the framework (barebones, matched, defaults), the A/A
+# control, the features, defaults against matched
+BLOCK_PAIRS = [("lightning", "plain"), ("plain A/A", "plain"), ("lightning full", "plain full"),
+               ("lightning defaults", "plain full"), ("lightning defaults", "lightning full"),
+               *(pair for side in PRICE_SIDES for pair in feature_pairs(side)), ("lightning cosine", "plain cosine")]
+
+
+def price_list(setting: dict, metric: str, side: str) -> dict | None:
+    """One side's per-step price list: each feature (full - full without it), the residual the named features do
+    not explain ((full - barebones) - their sum, per round) and the total; each a t-interval over the rounds
+    (per generation where several), paired by round, so the rows add up to the total round by round."""
+    table = _block_table(setting, _per_step(metric))
+    (full, bare), *features = feature_pairs(side)[:1 + len(FEATURE_SWITCHES)]
+    arms = [full, bare, *(without for _, without in features)]
+    keys = [k for k, v in table.items() if all(a in v for a in arms)]
+    if not keys:
+        return None
+    gens = [k[0] for k in keys] if setting.get("generations", 1) > 1 else None
+    us = {k: {a: 1e6 * table[k][a] for a in arms} for k in keys}
+    rows = {name: [us[k][full] - us[k][without] for k in keys]
+            for name, (_, without) in zip(FEATURE_SWITCHES, features)}
+    total = [us[k][full] - us[k][bare] for k in keys]
+    residual = [t - sum(rows[name][i] for name in rows) for i, t in enumerate(total)]
+    out = {name: clustered_interval(values, gens) for name, values in rows.items()}
+    out["residual"] = clustered_interval(residual, gens)
+    out["total"] = clustered_interval(total, gens)
+    return out
 
 
 def weight_digests(setting: dict, arms: tuple[str, ...]) -> list[str]:
@@ -386,7 +445,8 @@ def weight_digests(setting: dict, arms: tuple[str, ...]) -> list[str]:
 
 
 def step_overhead(blocks: dict | None) -> dict | None:
-    """The headline: Lightning/plain per-step ratio with its A/A control, and the fixed cost in µs per step."""
+    """The headline: Lightning/plain per step barebones (with its A/A control), matched and defaults (full against
+    plain full), and the fixed cost in µs per step."""
     if not blocks or "step" not in blocks["settings"]:
         return None
     metric = blocks["primary"]
@@ -398,7 +458,8 @@ def step_overhead(blocks: dict | None) -> dict | None:
            "n": ratio["n"], "unit": ratio["unit"], "rounds": ratio["rounds"],
            "method": ("Student t over per-generation means of per-round log ratios (n worker processes)"
                       if ratio["unit"] == "generation" else "Student t on per-round log ratios (one worker process)"),
-           "aa_control": aa["ratio"] if aa else None, "aa_control_ci": aa["ci95"] if aa else None}
+           "aa_control": aa["ratio"] if aa else None, "aa_control_ci": aa["ci95"] if aa else None,
+           "arms": {arm: _headline_ratio(main.get(key)) for arm, key in HEADLINE_ARMS.items()}}
     fixed = blocks["settings"].get("fixed")
     if fixed:
         arms, diff = fixed["arms"][metric], fixed["comparisons"][metric]["lightning / plain"]["difference_us"]
@@ -409,5 +470,34 @@ def step_overhead(blocks: dict | None) -> dict | None:
                 "difference": diff["mean"], "difference_ci": [diff["low"], diff["high"]], "n": diff["n"],
                 "unit": diff["unit"], "rounds": diff["rounds"],
                 "aa_difference_ci": [aa_diff["low"], aa_diff["high"]] if aa_diff else None,
-                "flags": fixed["flags"]}
+                "robust": fixed.get("robust_difference_us"), "flags": fixed["flags"]}
     return out
+
+
+# the headline's arms: which comparison of the `step` setting each one is
+HEADLINE_ARMS = {"barebones": "lightning / plain", "matched": "lightning full / plain full",
+                 "defaults": "lightning defaults / plain full", "defaults over matched": "lightning defaults / lightning full"}
+
+
+def _headline_ratio(comparison: dict | None) -> dict | None:
+    """A comparison's ratio and µs difference, as the headline states them."""
+    if not comparison or not comparison.get("ratio"):
+        return None
+    r = comparison["ratio"]
+    return {"ratio": r["ratio"], "ci95": r["ci95"], "range": r["range"], "n": r["n"], "unit": r["unit"],
+            "difference_us": comparison.get("difference_us")}
+
+
+def robust_difference(setting: dict, metric: str, a: str, b: str, trim: float = 0.2) -> dict | None:
+    """a - b in µs per step as a 20 % trimmed mean of the rounds within each process, then a t-interval over the
+    processes: a figure that one descheduled block cannot move."""
+    num, den, gens = _paired_blocks(setting, _block_table(setting, _per_step(metric)), a, b)
+    diffs = [1e6 * (x - y) for x, y in zip(num, den)]
+    if gens is None:
+        return None
+    groups = {}
+    for value, g in zip(diffs, gens):
+        groups.setdefault(g, []).append(value)
+    units = [float(stats.trim_mean(v, trim)) for v in groups.values()]
+    ci = t_interval(units)
+    return {**ci, "unit": "generation", "trim": trim, "rounds": len(diffs)} if ci else None

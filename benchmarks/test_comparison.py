@@ -93,9 +93,43 @@ def test_step_overhead_measured(suite: Suite) -> None:
         low, high = h["ratio_ci"]
         assert low <= h["ratio"] <= high and h["confidence"] == 0.95 and h["n"] >= 5
         assert h["aa_control_ci"], f"{acc}: no A/A control"
-        fixed = h.get("fixed_overhead_us")
-        assert fixed, f"{acc}: fixed overhead (near-zero-cost step) not measured"
-        assert fixed["difference_ci"][0] <= fixed["difference"] <= fixed["difference_ci"][1]
+        for arm in ("barebones", "matched", "defaults"):
+            assert h["arms"][arm] and h["arms"][arm]["ratio"] > 0, f"{acc}: {arm} arm not measured"
+        if suite.profile.blocks_for(acc).fixed:
+            fixed = h.get("fixed_overhead_us")
+            assert fixed, f"{acc}: fixed overhead (near-zero-cost step) not measured"
+            assert fixed["difference_ci"][0] <= fixed["difference"] <= fixed["difference_ci"][1]
+
+
+def test_price_list_adds_up_from_the_raw_blocks(suite: Suite) -> None:
+    """Recomputed from the raw block records: each side's feature rows plus the residual give its total, and the
+    total is the mean paired difference full - barebones."""
+    for acc, s in _accs(suite).items():
+        if not suite.profile.blocks_for(acc).features:
+            continue
+        setting = suite.raw["accelerators"][acc]["blocks"]["settings"]["features"]
+        metric = s["blocks"]["primary"]
+        prices = s["blocks"]["settings"]["features"]["price_list"][metric]
+        for side, (full, bare) in (("plain", ("plain full", "plain")), ("lightning", ("lightning full", "lightning")),
+                                   ("lightning defaults", ("lightning defaults", "lightning"))):
+            rounds = {}
+            for b in setting["blocks"]:
+                if b["ok"] and not b["warmup"]:
+                    rounds.setdefault(b["round"], {})[b["arm"]] = 1e6 * b["per_step"][metric]
+            total = [r[full] - r[bare] for r in rounds.values() if full in r and bare in r]
+            p = prices[side]
+            assert p["total"]["mean"] == pytest.approx(sum(total) / len(total), rel=1e-9, abs=1e-6), (acc, side)
+            parts = sum(p[name]["mean"] for name in p if name != "total")
+            assert parts == pytest.approx(p["total"]["mean"], rel=1e-9, abs=1e-6), (acc, side)
+
+
+def test_every_step_setting_has_its_floor(suite: Suite) -> None:
+    """The device's own time per step is measured for each step setting, below every arm's step time."""
+    for acc, s in _accs(suite).items():
+        floors = s["floors"]
+        assert "step" in floors, f"{acc}: no floor for the step setting ({suite.raw['accelerators'][acc].get('floors')})"
+        for name, f in floors.items():
+            assert f["floor_us"] > 0 and f["arms"], (acc, name)
 
 
 def test_step_overhead_resolved(suite: Suite) -> None:
@@ -141,8 +175,8 @@ def test_report_states_the_figures(suite: Suite) -> None:
     text = (suite.report_dir / "comparison.md").read_text()
     for acc, h in suite.summary["step_overhead"].items():
         assert f"{h['ratio']:.3f}x (95% CI {h['ratio_ci'][0]:.3f}-{h['ratio_ci'][1]:.3f}" in text, acc
-        assert "fixed_overhead_us" in h, f"{acc}: fixed overhead not measured"
-        assert f"adds **{h['fixed_overhead_us']['difference']:.0f} µs per step**" in text, acc
+        if suite.profile.blocks_for(acc).fixed:
+            assert f"**+{h['fixed_overhead_us']['difference']:.0f} µs per step**" in text, acc
     for acc, s in _accs(suite).items():
         for side in SIDES:
             v = s["mfu"]["sides"][side]
@@ -150,7 +184,7 @@ def test_report_states_the_figures(suite: Suite) -> None:
                 assert f"{100 * v['mfu_vs_peak']:.1f} %" in text, (acc, side)
         wall = s["runtime"]["wall_seconds"]["sides"]
         assert all(wall[side] for side in SIDES), f"{acc}: end-to-end wall time missing"
-    rounds = suite.profile.rounds
+    rounds = suite.profile.rounds_for(next(iter(_accs(suite))))
     assert f"{rounds} round(s) per side" in text
     if rounds < 5:
         assert "95% CI" not in text.split("## Runtime")[1].split("## ")[0], "a CI claimed from fewer than 5 rounds"

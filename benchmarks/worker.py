@@ -41,6 +41,10 @@ def run_block(fit, flags: list[str]) -> dict:
         if end.code == 0 or not lines:  # --help: the parser printed its help and stopped
             raise ValueError(f"the flags ended the parser without a run ({' '.join(flags)[:100]})") from None
         raise ValueError(lines[-1]) from None
+    if cfg.compile:  # each block compiles its own model from a clean slate (the on-disk kernel cache stays warm)
+        import torch
+
+        torch._dynamo.reset()
     gc.collect()  # the previous block's garbage (either side's) is collected here, untimed, not inside this block
     wall, cpu = time.perf_counter(), _cpu_seconds()
     with contextlib.redirect_stdout(sys.stderr):

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from benchmarks import formatting
 from benchmarks import report as report_mod
 from benchmarks.profiles import PROFILES
 from benchmarks.runner import MODULES, RunRecord, failure_reason, run_training
@@ -371,7 +372,8 @@ def test_blocks_run_both_sides_in_each_fresh_worker_process(tmp_path) -> None:
 
     settings = [Setting("step", (), RATIO_ARMS, 2, generations=2),
                 Setting("bad", (), (Arm("lightning", "lightning", ("--epochs", "0")),), 1)]
-    out = run_settings(settings, BLOCK_FLAGS, 1, tmp_path, seed=1, timeout_s=120, say=lambda _: None, warmup_rounds=1)
+    out = run_settings(settings, BLOCK_FLAGS, 1, tmp_path, seed=1, timeout_s=120, say=lambda _: None, warmup_rounds=1,
+                       prefetch=True)  # the second worker imports while the first measures; the results are the same
     assert "error" not in out and sorted(out["workers"]) == ["g00", "g01"]
     assert all(w["exit"] == 0 and w["cpu_seconds"] > 0 for w in out["workers"].values())
     step = out["settings"]["step"]["blocks"]
@@ -406,7 +408,37 @@ def test_a_worker_killed_between_blocks_ends_only_its_generation(tmp_path, monke
 
 def test_a_difference_of_fewer_than_five_units_is_shown_as_a_range_not_a_t_interval() -> None:
     ci = clustered_interval([100.0, 300.0, 200.0], None)
-    assert report_mod.fmt_interval(ci) == "+200 µs (range +100 to +300, n=3)"
-    assert "±" in report_mod.fmt_interval(clustered_interval([100.0, 300.0, 200.0, 250.0, 150.0], None))
-    assert report_mod.fmt_interval(report_mod._ms(clustered_interval([0.1, 0.3], None)), " ms", 1) == (
-        "+200.0 ms (range +100.0 to +300.0, n=2)")
+    assert formatting.fmt_interval(ci) == "+200 µs (range +100 to +300, n=3)"
+    assert "±" in formatting.fmt_interval(clustered_interval([100.0, 300.0, 200.0, 250.0, 150.0], None))
+
+
+def test_a_ratio_of_one_pair_is_not_shown() -> None:
+    assert formatting.fmt_ratio({"ratio": 1.3, "n": 1, "range": [1.3, 1.3]}) == formatting.NO_RATIO
+    assert formatting.fmt_ratio({"ratio": 1.3, "n": 2, "range": [1.2, 1.4]}) == "1.30x (range 1.20-1.40, n=2)"
+
+
+def test_steady_state_leaves_the_warm_up_epochs_out() -> None:
+    from benchmarks.blocks import per_step
+
+    reply = {"steps_per_epoch": 10, "history": [{"train_seconds": 5.0, "train_cpu_seconds": 6.0},
+                                                 {"train_seconds": 0.1, "train_cpu_seconds": 0.2},
+                                                 {"train_seconds": 0.3, "train_cpu_seconds": 0.2}]}
+    steady = per_step(reply, skip_epochs=1)
+    assert steady["wall"] == pytest.approx(0.02) and steady["cpu"] == pytest.approx(0.02) and steady["steps"] == 20
+    assert steady["warmup_seconds"] == 5.0
+    assert per_step(reply)["wall"] == pytest.approx(5.4 / 30)
+    with pytest.raises(ValueError, match="all of them skipped"):
+        per_step(reply, skip_epochs=3)
+
+
+def test_the_plan_states_its_expected_time_and_the_gpu_plan_fits_a_lease() -> None:
+    """The GPU plan (checks included) is printed with its expected time, which fits the 8 minutes a GPU check may
+    take of a 15-minute lease with its start-up (measured figures replace the estimate in the report)."""
+    from benchmarks.suite import describe_plan, expected_seconds
+
+    gpu = expected_seconds(PROFILES["seed"], "gpu")
+    assert set(gpu) >= {"imports", "fresh runs", "blocks", "GPU checks"} and sum(gpu.values()) <= 8 * 60
+    text = describe_plan(PROFILES["seed"], "gpu")
+    assert text.startswith("[gpu] plan: expected ") and "batch 256, data on device: 6 arms x 5 rounds in 5" in text
+    assert "first 1 epoch(s) of each block left out" in text
+    assert sum(expected_seconds(PROFILES["smoke"], "cpu").values()) < 5 * 60

@@ -1,9 +1,9 @@
 """Every CUDA path of both sides, run once as a user would (skipped without a CUDA device).
 
-On a GPU machine: `pytest -m gpu`. The paths run concurrently (the card and the cores are shared, so this
-checks behaviour, not speed): fp32, bf16-mixed + channels_last, torch.compile (default and CUDA graphs with the
-data on the device), augmentation on the device, DDP with one GPU (torchrun/nccl vs the Trainer's ddp), and
-evaluate on the GPU.
+On a GPU machine: `pytest -m gpu` (the benchmark's GPU plan runs it last). The paths run concurrently (the card
+and the cores are shared, so this checks behaviour, not speed): fp32 with and without deterministic algorithms,
+bf16-mixed + channels_last, torch.compile with CUDA graphs, augmentation and data on the device, DDP with one GPU
+(torchrun/nccl vs the Trainer's ddp, also deterministic), and evaluate on the GPU.
 """
 
 from __future__ import annotations
@@ -24,19 +24,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SIDES = {"plain": "plain_pytorch", "lightning": "lightning_impl"}
 TINY = ["--samples-per-class", "12", "--image-size", "32", "--epochs", "2", "--batch-size", "16",
         "--base-channels", "8", "--accelerator", "gpu", "--seed", "7"]
-PATHS = {  # name: (flags, largest first-epoch step-loss difference between the sides)
-    "fp32": ((), 1e-4),
-    "bf16-mixed + channels_last": (("--precision", "bf16-mixed", "--channels-last"), 5e-2),
-    "compile": (("--compile",), 1e-4),
-    "compile reduce-overhead, data on device": (("--compile", "--compile-mode", "reduce-overhead",
-                                                 "--data-on-device"), 1e-4),
-    "augment on device": (("--augment", "--data-on-device"), 1e-4),
-    "ddp, 1 GPU": (("--strategy", "ddp"), 1e-4),
-    # on the H200 the line above differed by 1.5e-3: if cuDNN autotuning (benchmark=True) picking another TF32
-    # convolution algorithm in each of the concurrent processes is the cause, deterministic algorithms agree
-    "ddp, 1 GPU, deterministic": (("--strategy", "ddp", "--deterministic"), 1e-6),
-    "fp32, deterministic": (("--deterministic",), 1e-6),
+# name: flags. The deterministic paths must agree exactly; the others let cuDNN autotune (benchmark=True), and
+# each concurrent process may pick another TF32 convolution algorithm: on an H200 their first-epoch losses
+# differed by 1.7e-3 to 4.8e-3 while the same flags with --deterministic differed by 0.0. So a difference there is
+# the algorithm, not the framework; AUTOTUNED_BOUND holds 4x that and still fails a wrong loss (off by > 0.1)
+PATHS = {
+    "fp32, deterministic": ("--deterministic",),
+    "ddp, 1 GPU, deterministic": ("--strategy", "ddp", "--deterministic"),
+    "fp32": (),
+    "bf16-mixed + channels_last": ("--precision", "bf16-mixed", "--channels-last"),
+    "compile reduce-overhead, augment, data on device": ("--compile", "--compile-mode", "reduce-overhead",
+                                                         "--augment", "--data-on-device"),
+    "ddp, 1 GPU": ("--strategy", "ddp"),
 }
+AUTOTUNED_BOUND = 2e-2  # largest first-epoch step-loss difference on an autotuned path
+BF16_BOUND = 5e-2  # bf16 rounds activations to 8 mantissa bits
 
 
 def train_command(side: str, name: str, flags: tuple[str, ...], out: Path) -> list[str]:
@@ -52,7 +54,7 @@ def runs(tmp_path_factory) -> dict:
     """Every (path, side) run, all started at once; their exit codes, logs and metrics."""
     root = tmp_path_factory.mktemp("gpu")
     procs = {}
-    for name, (flags, _) in PATHS.items():
+    for name, flags in PATHS.items():
         for side in SIDES:
             out = root / f"{side}-{name.replace(' ', '_').replace(',', '')}"
             out.mkdir()
@@ -79,9 +81,15 @@ def test_cuda_path_trains_both_sides_alike(runs: dict, name: str) -> None:
     assert p["initial_weights_sha256"] == lt["initial_weights_sha256"]
     assert len(p["step_losses"]) == len(lt["step_losses"]) == p["steps_per_epoch"] * p["epochs_run"]
     steps = p["steps_per_epoch"]
-    diff = np.max(np.abs(np.subtract(p["step_losses"][:steps], lt["step_losses"][:steps])))
+    diff = float(np.max(np.abs(np.subtract(p["step_losses"][:steps], lt["step_losses"][:steps]))))
     print(f"{name}: largest first-epoch step-loss difference {diff:.2e}")
-    assert diff <= PATHS[name][1], f"{name}: first-epoch step losses differ by {diff:.2e}"
+    if "deterministic" in name:  # defined: the same kernels in the same order, so the same bits
+        assert p["step_losses"] == lt["step_losses"], f"{name}: step losses differ by {diff:.2e}"
+        assert p["final_weights_sha256"] == lt["final_weights_sha256"]
+    else:  # what autotuning can promise: both train, from the same weights, to losses within the bound
+        bound = BF16_BOUND if "bf16" in name else AUTOTUNED_BOUND
+        assert diff <= bound, f"{name}: first-epoch step losses differ by {diff:.2e} (bound {bound:.0e})"
+        assert np.all(np.isfinite(p["step_losses"])) and np.all(np.isfinite(lt["step_losses"]))
 
 
 @pytest.mark.parametrize("side", SIDES)
