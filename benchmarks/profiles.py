@@ -119,7 +119,8 @@ PROFILES = {
         # (no warm-up round either: its numbers are not read, and the unit tests cover the warm-up logic)
         blocks=Blocks(rounds=5, generations=1, warmup_rounds=0, fixed_samples_per_class=8, feature_rounds=2,
                       # the GPU plan's steady-state logic, on the CPU: its first epoch left out
-                      fastest=("--channels-last",), fastest_rounds=1, fastest_epochs=2),
+                      fastest=("--channels-last",), fastest_rounds=1, fastest_epochs=2,
+                      extra=(("batch 8, data on device", ("--batch-size", "8", "--data-on-device")),)),
         variants=(_DDP,),
         notes="CI check of the harness: tiny data, numbers are not meaningful",
     ),
