@@ -119,7 +119,11 @@ class DeviceTensorDataset(TensorDataset):
     """A TensorDataset whose tensors live on the device: a batch is one gather there, not a stack of samples."""
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
-        index = torch.as_tensor(indices, device=self.tensors[0].device)
+        device = self.tensors[0].device
+        index = torch.as_tensor(indices)
+        if device.type == "cuda":  # from pinned memory the copy is queued; from pageable memory it waits for the GPU
+            index = index.pin_memory()
+        index = index.to(device, non_blocking=True)
         return [tensor.index_select(0, index) for tensor in self.tensors]
 
 
