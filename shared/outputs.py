@@ -156,5 +156,7 @@ def resume_file(cfg: TrainConfig, last_name: str) -> Path | None:
         return None
     path = cfg.checkpoint_dir / last_name if cfg.resume == "last" else Path(cfg.resume)
     if not path.is_file():
-        raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}")
+        fresh = cfg.resume == "last" and not holds_a_result(Path(cfg.output_dir), cfg.checkpoint_dir)
+        raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}"
+                            + ("; nothing to resume: without --resume the run starts afresh" if fresh else ""))
     return path

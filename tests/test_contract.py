@@ -413,6 +413,8 @@ def test_a_run_that_died_before_its_first_checkpoint_starts_again_by_the_same_co
     assert call_main(train_main(side), *argv)[0] == 1  # dies in epoch 0: TensorBoard files, no checkpoint
     assert (tmp_path / "tensorboard").is_dir() and not list(tmp_path.rglob("*.*pt"))
     monkeypatch.undo()
+    code, _, err = call_main(train_main(side), *argv, "--resume", "last")
+    assert code == 1 and one_line(err).endswith("nothing to resume: without --resume the run starts afresh")
     code, stdout, err = call_main(train_main(side), *argv)
     assert code == 0, err
     assert f"--output-dir {tmp_path} holds a run that stopped before its first checkpoint (nothing to resume), " \
