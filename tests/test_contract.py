@@ -404,14 +404,29 @@ def test_resume_from_a_file_into_another_runs_folder_is_refused(past_best, call_
     assert snapshot(other) == before
 
 
+def interrupted_in_the_first_step(monkeypatch) -> None:
+    def interrupted(self, x):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(WaferCNN, "forward", interrupted)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("side", SIDES)
-def test_a_run_that_died_before_its_first_checkpoint_starts_again_by_the_same_command(side, call_main, tmp_path,
-                                                                                       monkeypatch):
+@pytest.mark.parametrize("death", ["non_finite_loss", "ctrl_c"])
+def test_a_run_that_died_before_its_first_checkpoint_starts_again_by_the_same_command(side, death, call_main,
+                                                                                       tmp_path, monkeypatch):
     argv = [*TINY, "--no-plots", "--output-dir", str(tmp_path)]
-    nan_when_training(monkeypatch)
-    assert call_main(train_main(side), *argv)[0] == 1  # dies in epoch 0: TensorBoard files, no checkpoint
-    assert (tmp_path / "tensorboard").is_dir() and not list(tmp_path.rglob("*.*pt"))
+    (nan_when_training if death == "non_finite_loss" else interrupted_in_the_first_step)(monkeypatch)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        code, _, err = call_main(train_main(side), *argv)
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    assert code == (1 if death == "non_finite_loss" else 130)
+    if death == "ctrl_c":
+        assert err.strip().splitlines()[-1].endswith(f"nothing in {tmp_path} to resume: the same command starts "
+                                                     f"the run afresh")
+    assert (tmp_path / "tensorboard").is_dir() and not list(tmp_path.rglob("*.*pt"))  # no checkpoint
     monkeypatch.undo()
     code, _, err = call_main(train_main(side), *argv, "--resume", "last")
     assert code == 1 and one_line(err).endswith("nothing to resume: without --resume the run starts afresh")
