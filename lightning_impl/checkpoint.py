@@ -5,19 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from lightning_impl.module import WaferLightningModel
-from shared.config import TrainConfig, check_same_experiment
+from shared.config import TrainConfig, check_epochs_left, check_same_experiment
 from shared.outputs import resume_file
 from shared.runtime import TrainingError, load_torch_file
 
 # keys every checkpoint this side writes has (ModelCheckpoint with save_weights_only=False)
-CHECKPOINT_KEYS = ("state_dict", "hyper_parameters", "loops", "callbacks", "optimizer_states")
+CHECKPOINT_KEYS = ("epoch", "state_dict", "hyper_parameters", "loops", "callbacks",
+                   "optimizer_states")
+PLAIN_FORMAT = "wafer-bench/plain/"  # the format tag plain_pytorch's checkpoints carry
 
 
 def resume_path(cfg: TrainConfig) -> Path | None:
     """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
     path = resume_file(cfg, "last.ckpt")
     if path is not None:
-        check_same_experiment(path, dict(load_checkpoint(path)["hyper_parameters"]), cfg)
+        ckpt = load_checkpoint(path)
+        check_same_experiment(path, dict(ckpt["hyper_parameters"]), cfg)
+        check_epochs_left(path, ckpt["epoch"] + 1, cfg)  # "epoch": the last completed one
     return path
 
 
@@ -26,7 +30,10 @@ def load_checkpoint(path: str | Path) -> dict:
     ckpt = load_torch_file(path)
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
     if missing:
-        raise TrainingError(f"{path}: not a Lightning checkpoint of this project (missing {', '.join(missing)})")
+        plain = isinstance(ckpt, dict) and str(ckpt.get("format", "")).startswith(PLAIN_FORMAT)
+        hint = "; it is a plain_pytorch checkpoint, for plain_pytorch" if plain else ""
+        raise TrainingError(f"{path}: not a Lightning checkpoint of this project (missing "
+                            f"{', '.join(missing)}){hint}")
     return ckpt
 
 

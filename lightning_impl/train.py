@@ -43,6 +43,8 @@ def silence_noise(cfg: TrainConfig) -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_advert)
     # Lightning 2.6's own use of a torch API deprecated since; nothing a user of this script can change
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+    if cfg.resume is not None:  # ModelCheckpoint's, on the folder a resume continues: expected
+        warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
     if cfg.num_workers == 0:  # the deliberate default: in-memory tensors, the same loaders as the plain side
         warnings.filterwarnings("ignore", r"The '\w+' does not have many workers", PossibleUserWarning)
 
@@ -142,9 +144,10 @@ def finish_fit(result: RunResult, cfg: TrainConfig, recorder: RunRecorder, model
 def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, trainer: L.Trainer, lit: WaferLightningModel,
          datamodule: WaferDataModule) -> None:
     """Test the best checkpoint's weights (the final ones without checkpoints); write metrics.json and plots."""
-    checkpoint = trainer.checkpoint_callback
-    trainer.test(lit, datamodule=datamodule, ckpt_path="best" if checkpoint and checkpoint.best_model_path else None,
-                 verbose=False)
+    checkpoint = trainer.checkpoint_callback  # the best-k one (the last.ckpt one is listed second)
+    # what ckpt_path="best" loads, named: "best" would warn that there are two ModelCheckpoints
+    best = checkpoint.best_model_path if checkpoint else None
+    trainer.test(lit, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     if trainer.is_global_zero:  # every rank tests (the Trainer's test loop is collective); rank 0 writes
         y_true, y_pred = lit.test_predictions()
         finish_run(result, cfg, splits.test.tensors[0], y_true, y_pred)

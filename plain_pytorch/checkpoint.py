@@ -13,7 +13,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from plain_pytorch.early_stopping import EarlyStopping
 from plain_pytorch.logger import TrainLogger
-from shared.config import TrainConfig, check_same_experiment
+from shared.config import TrainConfig, check_epochs_left, check_same_experiment
 from shared.outputs import resume_file
 from shared.results import RunResult
 from shared.runtime import TrainingError, atomic_torch_save, load_torch_file
@@ -65,7 +65,7 @@ def resume_path(cfg: TrainConfig) -> Path | None:
     """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
     path = resume_file(cfg, "last.pt")
     if path is not None:
-        load_checkpoint(path, cfg)
+        check_epochs_left(path, load_checkpoint(path, cfg)["epoch"] + 1, cfg)
     return path
 
 

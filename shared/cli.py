@@ -19,10 +19,18 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but an error is a one-line usage hint then the error line, not the whole usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        # the generated usage runs to ~40 lines, which would push the one line that matters off the screen
+        self.exit(2, f"usage: {self.prog} [flags] (--help lists them)\n{self.prog}: error: {message}\n")
+
+
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """A parser with one flag per TrainConfig field; booleans get --x/--no-x."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         kind = hints[f.name]
@@ -77,7 +85,8 @@ def interrupted_message(cfg: TrainConfig, prog: str, argv: list[str]) -> str:
     """Where the interrupted run's last checkpoint is and the command that continues it."""
     last = sorted(cfg.checkpoint_dir.glob("last.*"))
     if not cfg.uses("checkpoints") or not last:
-        return f"interrupted before the first checkpoint; nothing in {cfg.output_dir} to resume"
+        return (f"interrupted before the first checkpoint; nothing in {cfg.output_dir} to resume: the same command "
+                f"starts the run afresh")
     kept, skip = [], False
     for arg in argv:  # the same flags, without the ones --resume last replaces or excludes
         if not skip and arg not in ("--resume", "--overwrite", "--no-overwrite") and not arg.startswith("--resume="):
@@ -88,12 +97,14 @@ def interrupted_message(cfg: TrainConfig, prog: str, argv: list[str]) -> str:
 
 def build_evaluate_parser(prog: str, description: str, checkpoint_help: str) -> argparse.ArgumentParser:
     """The evaluate command's flags, the same on both sides."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help=checkpoint_help)
     parser.add_argument("--data", default="synthetic", help="'synthetic' (its test split) or an LSWMD-format pickle")
     parser.add_argument("--output-dir", default="runs/evaluate", help="folder for metrics.json and the plots")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the checkpoint's")
+    # not the checkpoint's training batch: inference keeps no activations for backward, and a few large
+    # batches beat thousands of small ones (each a wait for both threads on a busy machine)
+    parser.add_argument("--batch-size", type=int, default=1024, help="inference batch size")
     parser.add_argument("--accelerator", choices=ACCELERATORS, default="auto")
     parser.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's")
     return parser

@@ -106,6 +106,9 @@ class TrainConfig:
     resume: str | None = field(default=None, metadata=_opt("'last' or a checkpoint path to continue from", resume_safe=True))
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # first: NaN fails every range check, which would then be named
+            if isinstance(getattr(self, f.name), float):
+                _require(f.name, getattr(self, f.name), math.isfinite(getattr(self, f.name)), "must be finite")
         for name in ("image_size", "epochs", "batch_size", "base_channels", "devices", "num_nodes", "log_every_n_steps"):
             _require(name, getattr(self, name), getattr(self, name) >= 1, "must be >= 1")
         for name in ("samples_per_class", "patience", "save_top_k", "num_workers", "min_delta", "weight_decay",
@@ -118,12 +121,9 @@ class TrainConfig:
         _require("output_dir", self.output_dir, self.output_dir.strip() != "", "must name a folder")
         # numpy, sklearn (RandomState) and DistributedSampler reject negative seeds, RandomState also >= 2**32
         _require("seed", self.seed, 0 <= self.seed < 2**32, "must be in [0, 2**32)")
-        for name in ("lr", "weight_decay", "min_delta"):  # inf passes the range checks, then trains to NaN
-            _require(name, getattr(self, name), math.isfinite(getattr(self, name)), "must be finite")
         _require("lr", self.lr, self.lr > 0, "must be > 0")
         _require("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
-        _require("class_weight_power", self.class_weight_power,
-                 math.isfinite(self.class_weight_power) and self.class_weight_power > 0, "must be finite and > 0")
+        _require("class_weight_power", self.class_weight_power, self.class_weight_power > 0, "must be > 0")
         _require("class_weight_power", self.class_weight_power, self.class_weights or self.class_weight_power == 1.0,
                  "needs --class-weights")
         _require("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "must be in [0, 1)")
@@ -198,3 +198,10 @@ def check_same_experiment(path: str | Path, stored: dict, cfg: TrainConfig) -> N
     if changed:
         raise TrainingError(f"{path}: trained with a different configuration: {', '.join(changed)}; resume with "
                             f"the checkpoint's values, or start a new run in another --output-dir")
+
+
+def check_epochs_left(path: str | Path, epochs_done: int, cfg: TrainConfig) -> None:
+    """ConfigError (a bad --epochs) if the checkpoint at `path` has already run more epochs than cfg.epochs."""
+    if cfg.epochs < epochs_done:
+        raise ConfigError("epochs", f"epochs={cfg.epochs} is fewer than the {epochs_done} epochs {path} has already "
+                                    f"run; give --epochs {epochs_done} or more")

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,9 +31,21 @@ def check_output_folder(path: str | Path, flag: str = "--output-dir") -> Path:
     existing = next(p for p in (path, *path.parents) if p.exists())  # the folder, or where it would be created
     if not existing.is_dir():
         raise TrainingError(f"{flag} {path}: {'it' if existing == path else existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not can_write(existing):
         raise TrainingError(f"{flag} {path}: {'it' if existing == path else existing} is not writable")
     return path
+
+
+def can_write(folder: Path) -> bool:
+    """Whether a file can be created and removed in folder, found by doing it."""
+    # os.access answers yes to root for /proc, /sys and read-only mounts, where the run would then fail
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".write-probe.", suffix=".tmp")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
 
 
 def existing_outputs(path: Path, names: tuple[str, ...] = RUN_OUTPUTS) -> list[str]:
@@ -79,18 +92,36 @@ def claim_output_dir(cfg: TrainConfig) -> Iterator[None]:
     try:
         with output_lock(path):
             found = existing_outputs(path)
-            if found and cfg.resume is None and not cfg.overwrite:
-                raise TrainingError(f"--output-dir {path} holds another run's outputs ({', '.join(found)}); "
-                                    f"add --resume last to continue it, --overwrite to replace it, or choose another "
-                                    f"folder")
             if found and cfg.overwrite:
-                clear_outputs(path, found)
+                clear_outputs(path, found, "--overwrite:")
+            elif found and cfg.resume != "last" and not holds_a_result(path, cfg.checkpoint_dir):
+                clear_outputs(path, found, f"--output-dir {path} holds a run that stopped before its first "
+                                           f"checkpoint (nothing to resume), so it starts afresh:")
+            elif found:
+                refuse_another_run(path, found, cfg)
             remove_dead_temp_files(path, cfg.checkpoint_dir)
             yield
     except BaseException:
         if created and not any(path.iterdir()):  # a refused run leaves no empty folder behind
             path.rmdir()
         raise
+
+
+def holds_a_result(path: Path, checkpoint_dir: Path) -> bool:
+    """Whether the folder holds a metrics.json or a checkpoint (half-written temp files do not count)."""
+    checkpoints = checkpoint_dir.iterdir() if checkpoint_dir.is_dir() else ()
+    return (path / "metrics.json").exists() or any(f.is_file() and not TEMP_FILE.match(f.name) for f in checkpoints)
+
+
+def refuse_another_run(path: Path, found: list[str], cfg: TrainConfig) -> None:
+    """TrainingError unless cfg continues the run in path: --resume last, or one of its own checkpoints."""
+    held = f"--output-dir {path} holds another run's outputs ({', '.join(found)})"
+    if cfg.resume is None:
+        raise TrainingError(f"{held}; add --resume last to continue it, --overwrite to replace it, or choose "
+                            f"another folder")
+    if cfg.resume != "last" and Path(cfg.resume).resolve().parent != cfg.checkpoint_dir.resolve():
+        raise TrainingError(f"{held}; --resume {cfg.resume} continues a run from elsewhere: choose an empty "
+                            f"--output-dir for it, or --resume last to continue the run there")
 
 
 def remove_dead_temp_files(path: Path, checkpoint_dir: Path) -> None:
@@ -111,12 +142,12 @@ def remove_dead_temp_files(path: Path, checkpoint_dir: Path) -> None:
               f"{', '.join(sorted(f.name for f in dead))}", flush=True)
 
 
-def clear_outputs(path: Path, found: list[str]) -> None:
-    """Delete the run outputs found (only those: the folder may hold other files) and say so."""
+def clear_outputs(path: Path, found: list[str], why: str) -> None:
+    """Delete the run outputs found (only those: the folder may hold other files) and say why."""
     for name in found:
         target = path / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()
-    print(f"--overwrite: removed {', '.join(found)} from {path}", flush=True)
+    print(f"{why} removed {', '.join(found)} from {path}", flush=True)
 
 
 def resume_file(cfg: TrainConfig, last_name: str) -> Path | None:
@@ -125,5 +156,7 @@ def resume_file(cfg: TrainConfig, last_name: str) -> Path | None:
         return None
     path = cfg.checkpoint_dir / last_name if cfg.resume == "last" else Path(cfg.resume)
     if not path.is_file():
-        raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}")
+        fresh = cfg.resume == "last" and not holds_a_result(Path(cfg.output_dir), cfg.checkpoint_dir)
+        raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}"
+                            + ("; nothing to resume: without --resume the run starts afresh" if fresh else ""))
     return path

@@ -182,21 +182,20 @@ def test_only_global_rank_zero_claims_the_folder(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("entry", ["train", "evaluate"])
-@pytest.mark.parametrize("kind", ["file", "not_writable"])
+@pytest.mark.parametrize("kind", ["file", "/proc/wafer-bench-out", "/sys/wafer-bench/out"])
 def test_unusable_output_dir_fails_before_any_work(side, entry, kind, call_main, tmp_path, monkeypatch):
+    # /proc and /sys refuse new files even to root, for whom os.access says yes: the check must write
     monkeypatch.setattr("shared.data.load_maps", lambda cfg: pytest.fail("loaded data"))
-    target = tmp_path / "out"
+    target = tmp_path / "out" if kind == "file" else Path(kind)
     if kind == "file":
         target.write_text("a file")
-    else:  # chmod would not stop root: make the permission check say no
-        target.mkdir()
-        monkeypatch.setattr("shared.outputs.os.access", lambda path, mode: False)
     argv = [*TINY, "--output-dir", str(target)] if entry == "train" else \
         ["--checkpoint", str(tmp_path / "never-read.ckpt"), "--output-dir", str(target)]
     code, _, err = call_main(train_main(side) if entry == "train" else evaluate_main(side), *argv)
     line = one_line(err)
-    assert code == 1 and f"--output-dir {target}: it is " in line
-    assert ("a file" if kind == "file" else "not writable") in line
+    assert code == 1 and f"--output-dir {target}: " in line
+    assert line.endswith("it is a file, not a folder" if kind == "file" else f"/{target.parts[1]} is not writable")
+    assert not target.exists() or kind == "file"
 
 
 @pytest.mark.slow
@@ -334,3 +333,147 @@ def test_evaluate_names_an_image_size_other_than_the_checkpoints(finished, data_
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["data_skipped"]["bad_codes"] == 1
     assert "skipped 1 malformed labelled maps" in caplog.text  # a fresh read at 16x16, warned again from cache below
+
+
+# val_acc peaks in epoch 0 and falls after it at this learning rate; with top-1 ModelCheckpoint saves nothing
+# after epoch 0, which is where save_last=True used to leave last.ckpt
+PAST_THE_BEST = [*TINY_FLAGS, "--epochs", "3", "--lr", "1e-7", "--monitor", "val_acc", "--save-top-k", "1"]
+
+
+@pytest.fixture(scope="module", params=SIDES)
+def past_best(request, tmp_path_factory) -> tuple[str, Path, list[str]]:
+    """One finished 3-epoch run per side whose best epoch is its first."""
+    side, out = request.param, tmp_path_factory.mktemp(request.param) / "run"
+    flags = [*PAST_THE_BEST, "--no-plots", "--output-dir", str(out)]
+    train_main(side)(flags)
+    return side, out, flags
+
+
+def saved_epoch(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+
+
+@pytest.mark.slow
+def test_last_checkpoint_is_the_last_epoch_not_the_best(past_best):
+    side, out, _ = past_best
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["best_epoch"], metrics["epochs_run"]) == (0, 3)  # the premise: trained past the best epoch
+    best = [p for p in (out / "checkpoints").iterdir() if not p.name.startswith("last.")]
+    assert [saved_epoch(p) for p in best] == [0]
+    assert saved_epoch(out / "checkpoints" / f"last.{SUFFIX[side]}") == 2
+
+
+@pytest.mark.slow
+def test_resume_last_continues_after_the_last_epoch_quietly(past_best, call_main, tmp_path, recwarn):
+    side, out, flags = past_best
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    code, _, err = call_main(train_main(side), *flags, "--output-dir", str(copy), "--resume", "last", "--epochs", "4")
+    assert code == 0, err
+    assert [h["epoch"] for h in json.loads((copy / "metrics.json").read_text())["history"]] == [0, 1, 2, 3]
+    assert saved_epoch(copy / "checkpoints" / f"last.{SUFFIX[side]}") == 3
+    # the folder a resume continues is expected to hold checkpoints: Lightning's warning says nothing there
+    assert not [w for w in recwarn if "exists and is not empty" in str(w.message)]
+
+
+@pytest.mark.slow
+def test_resume_with_fewer_epochs_than_run_exits_2_before_any_work(past_best, call_main, monkeypatch):
+    side, out, flags = past_best
+    monkeypatch.setattr("shared.data.load_maps", lambda cfg: pytest.fail("loaded data"))
+    before = snapshot(out)
+    code, _, err = call_main(train_main(side), *flags, "--resume", "last", "--epochs", "2")
+    assert code == 2 and len(err.strip().splitlines()) <= 2
+    assert err.strip().splitlines()[-1].endswith(f"argument --epochs: epochs=2 is fewer than the 3 epochs "
+                                                 f"{out / 'checkpoints' / ('last.' + SUFFIX[side])} has already "
+                                                 f"run; give --epochs 3 or more")
+    assert snapshot(out) == before
+
+
+@pytest.mark.slow
+def test_resume_from_a_file_into_another_runs_folder_is_refused(past_best, call_main, tmp_path):
+    side, out, flags = past_best
+    other = tmp_path / "other"  # a folder holding a run of its own (a copy: its checkpoints are not the file's)
+    shutil.copytree(out, other)
+    before = snapshot(other)
+    resume = out / "checkpoints" / f"last.{SUFFIX[side]}"
+    code, _, err = call_main(train_main(side), *flags, "--output-dir", str(other), "--resume", str(resume),
+                             "--epochs", "4")
+    line = one_line(err)
+    assert code == 1 and f"--output-dir {other} holds another run's outputs" in line
+    assert f"--resume {resume} continues a run from elsewhere" in line
+    assert snapshot(other) == before
+
+
+def interrupted_in_the_first_step(monkeypatch) -> None:
+    def interrupted(self, x):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(WaferCNN, "forward", interrupted)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("death", ["non_finite_loss", "ctrl_c"])
+def test_a_run_that_died_before_its_first_checkpoint_starts_again_by_the_same_command(side, death, call_main,
+                                                                                       tmp_path, monkeypatch):
+    argv = [*TINY, "--no-plots", "--output-dir", str(tmp_path)]
+    (nan_when_training if death == "non_finite_loss" else interrupted_in_the_first_step)(monkeypatch)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        code, _, err = call_main(train_main(side), *argv)
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    assert code == (1 if death == "non_finite_loss" else 130)
+    if death == "ctrl_c":
+        assert err.strip().splitlines()[-1].endswith(f"nothing in {tmp_path} to resume: the same command starts "
+                                                     f"the run afresh")
+    assert (tmp_path / "tensorboard").is_dir() and not list(tmp_path.rglob("*.*pt"))  # no checkpoint
+    monkeypatch.undo()
+    code, _, err = call_main(train_main(side), *argv, "--resume", "last")
+    assert code == 1 and one_line(err).endswith("nothing to resume: without --resume the run starts afresh")
+    code, stdout, err = call_main(train_main(side), *argv)
+    assert code == 0, err
+    assert f"--output-dir {tmp_path} holds a run that stopped before its first checkpoint (nothing to resume), " \
+           f"so it starts afresh: removed " in stdout
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs_run"] == 1
+    assert len({p.name.split(".")[-2] for p in (tmp_path / "tensorboard").rglob("events.*")}) == 1  # one writer
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("entry", ["train", "evaluate"])
+@pytest.mark.parametrize(("flags", "error"), [
+    (["--weight-decay", "nan"], "argument --weight-decay: weight_decay=nan must be finite"),
+    (["--batch-size", "x"], "argument --batch-size: invalid int value: 'x'"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+def test_a_bad_flag_is_a_one_line_usage_then_the_error(side, entry, flags, error, call_main, tmp_path):
+    if entry == "evaluate" and flags[0] == "--weight-decay":
+        flags, error = ["--batch-size", "0"], "argument --batch-size: batch_size=0 must be >= 1"
+    argv = [*TINY, "--output-dir", str(tmp_path / "out")] if entry == "train" else \
+        ["--checkpoint", str(tmp_path / "never-read.ckpt"), "--output-dir", str(tmp_path / "out")]
+    code, _, err = call_main(train_main(side) if entry == "train" else evaluate_main(side), *argv, *flags)
+    usage, line = err.strip().splitlines()
+    assert code == 2 and usage.startswith("usage: ") and line.endswith(f": error: {error}")
+
+
+@pytest.mark.slow
+def test_evaluate_names_the_other_sides_checkpoint(finished, call_main, tmp_path):
+    side, out, _ = finished
+    other = next(s for s in SIDES if s != side)
+    path = out / "checkpoints" / f"last.{SUFFIX[side]}"
+    code, _, err = call_main(evaluate_main(other), "--checkpoint", str(path), "--output-dir", str(tmp_path))
+    assert code == 1 and f"{path}: not a " in one_line(err) and one_line(err).endswith(f"checkpoint, for {side}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [None, "50"])
+def test_evaluate_scores_with_its_own_batch_size(finished, data_file, batch, call_main, tmp_path, monkeypatch):
+    side, out, _ = finished  # trained at batch 16
+    forward, calls = WaferCNN.forward, []
+    monkeypatch.setattr(WaferCNN, "forward", lambda self, x: calls.append(len(x)) or forward(self, x))
+    code, _, err = call_main(evaluate_main(side), "--checkpoint", str(out / "checkpoints" / f"last.{SUFFIX[side]}"),
+                             "--data", str(data_file), "--output-dir", str(tmp_path), "--accelerator", "cpu",
+                             *(["--batch-size", batch] if batch else []))
+    assert code == 0, err
+    maps = sum(c["support"] for c in json.loads((tmp_path / "metrics.json").read_text())["test"]["per_class"].values())
+    size = int(batch or 1024)  # the default: far more than the 108 maps here
+    assert calls == [min(size, maps - i) for i in range(0, maps, size)]
