@@ -14,20 +14,18 @@ from shared.schedule import make_scheduler
 class WaferLightningModel(L.LightningModule):
     """Trains any classifier `model` (here WaferCNN) with cross-entropy and Adam, as the contract prescribes."""
 
-    def __init__(self, model: nn.Module, loss_weights: torch.Tensor | None = None, **config) -> None:
+    def __init__(self, model: nn.Module, cfg: TrainConfig, loss_weights: torch.Tensor | None = None,
+                 experiment: dict | None = None) -> None:
         super().__init__()
-        # every flag goes into hparams.yaml and the checkpoint (plain values); the model and the weights do not,
-        # so load_from_checkpoint(path, model=..., loss_weights=...) rebuilds this module from the file
-        self.save_hyperparameters(ignore=["model", "loss_weights"])
+        # the run's config and experiment facts (world size, data hash) go into hparams.yaml and the checkpoint as
+        # plain values, read back by resume and evaluate; load_from_checkpoint(path, model=..., cfg=...) rebuilds
+        # this module with the caller's config, so loading never re-validates the stored one (its files may be gone)
+        self.save_hyperparameters({**cfg.to_dict(), **(experiment or {})})
+        self.cfg = cfg
         self.model = model
         # the weights are a buffer of the loss module, so Lightning moves them to the device
         self.criterion = nn.CrossEntropyLoss(weight=loss_weights, label_smoothing=self.cfg.label_smoothing)
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    @property
-    def cfg(self) -> TrainConfig:
-        """The run's configuration, read from the hyperparameters (their one copy)."""
-        return TrainConfig(**self.hparams)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
