@@ -17,9 +17,9 @@ class WaferLightningModel(L.LightningModule):
     def __init__(self, model: nn.Module, cfg: TrainConfig, loss_weights: torch.Tensor | None = None,
                  experiment: dict | None = None) -> None:
         super().__init__()
-        # the run's config and experiment facts (world size, data hash) go into hparams.yaml and the checkpoint as
-        # plain values, read back by resume and evaluate; load_from_checkpoint(path, model=..., cfg=...) rebuilds
-        # this module with the caller's config, so loading never re-validates the stored one (its files may be gone)
+        # the config and experiment facts (world size, data hash) go into hparams.yaml and the checkpoint
+        # as plain values, for resume and evaluate; load_from_checkpoint(path, model=, cfg=) rebuilds
+        # this module with the caller's config: loading never re-checks the stored one's files
         self.save_hyperparameters({**cfg.to_dict(), **(experiment or {})})
         self.cfg = cfg
         self.model = model

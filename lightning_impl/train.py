@@ -91,7 +91,7 @@ def fit(cfg: TrainConfig) -> RunResult:
 
 def _fit(cfg: TrainConfig) -> RunResult:
     """fit's body, run with the output folder claimed."""
-    world_size = cfg.devices * cfg.num_nodes  # the processes Trainer(devices, num_nodes) runs (its world_size)
+    world_size = cfg.devices * cfg.num_nodes  # the processes Trainer(devices, num_nodes) runs
     ckpt_path = resume_path(cfg, world_size)
     apply_torch_settings(cfg)
     device = resolve_device(cfg)
@@ -155,8 +155,8 @@ def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, trainer: L.Tr
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
     run_cli(lambda cfg: report(fit, cfg), prog="python -m lightning_impl.train",
-            description="Train WaferCNN on wafer maps with a LightningModule and lightning.Trainer (--strategy ddp for DDP).", argv=argv,
-            stored_config=stored_config)
+            description="Train WaferCNN on wafer maps with a LightningModule and lightning.Trainer "
+                        "(--strategy ddp for DDP).", argv=argv, stored_config=stored_config)
 
 
 if __name__ == "__main__":  # the DDP launcher re-runs this module once per extra process

@@ -76,11 +76,11 @@ def stored_config(cfg: TrainConfig) -> dict | None:
     if path is None:
         return None
     ckpt = load_checkpoint(path)
-    return {**ckpt["config"], **ckpt.get("experiment", {})}  # world size, data hash: stored apart from the flags
+    return {**ckpt["config"], **ckpt.get("experiment", {})}  # world size, data hash: kept apart
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A plain-side checkpoint (tensors and primitives only); TrainingError naming the file if it is unusable."""
+    """A plain-side checkpoint (tensors and primitives); TrainingError naming the file if unusable."""
     ckpt = load_torch_file(path)
     found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
     if found != FORMAT:
@@ -101,7 +101,8 @@ def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, schedul
             "epoch": epoch,
             "global_step": logger.global_step, "early_stopping": stopper.state_dict() if stopper else None,
             "history": result.history, "step_losses": torch.tensor(result.step_losses, dtype=torch.float64),
-            "rng": rng_state(), "config": cfg.to_dict(), "experiment": experiment_facts(cfg, result.world_size)}
+            "rng": rng_state(), "config": cfg.to_dict(),
+            "experiment": experiment_facts(cfg, result.world_size)}
 
 
 # Lightning: Trainer.fit(ckpt_path=...)

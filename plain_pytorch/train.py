@@ -109,8 +109,8 @@ def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, model: nn.Mod
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
     run_cli(lambda cfg: report(fit, cfg), prog="python -m plain_pytorch.train",
-            description="Train WaferCNN on wafer maps with a hand-written PyTorch loop (torchrun for DDP).", argv=argv,
-            stored_config=stored_config)
+            description="Train WaferCNN on wafer maps with a hand-written PyTorch loop "
+                        "(torchrun for DDP).", argv=argv, stored_config=stored_config)
 
 
 if __name__ == "__main__":
