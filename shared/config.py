@@ -97,7 +97,8 @@ class TrainConfig:
     output_dir: str = field(default="runs/latest", metadata=_opt("folder for metrics, plots, logs and checkpoints", resume_safe=True))
     overwrite: bool = field(default=False, metadata=_opt("clear the earlier run's outputs in --output-dir first",
                                                          resume_safe=True))
-    resume: str | None = field(default=None, metadata=_opt("'last' or a checkpoint path to continue from", resume_safe=True))
+    resume: str | None = field(default=None, metadata=_opt(
+        "'last' or a checkpoint path to continue from; flags not given take the checkpoint's values", resume_safe=True))
 
     def __post_init__(self) -> None:
         for name in ("image_size", "epochs", "batch_size", "base_channels", "devices", "num_nodes", "log_every_n_steps"):
