@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lightning_impl.module import WaferLightningModel
 from shared.config import TrainConfig, check_epochs_left, check_same_experiment
+from shared.data import experiment_facts
 from shared.outputs import resume_file
 from shared.runtime import TrainingError, load_torch_file
 
@@ -15,14 +16,19 @@ CHECKPOINT_KEYS = ("epoch", "state_dict", "hyper_parameters", "loops", "callback
 PLAIN_FORMAT = "wafer-bench/plain/"  # the format tag plain_pytorch's checkpoints carry
 
 
-def resume_path(cfg: TrainConfig) -> Path | None:
+def resume_path(cfg: TrainConfig, world_size: int) -> Path | None:
     """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
     path = resume_file(cfg, "last.ckpt")
     if path is not None:
-        ckpt = load_checkpoint(path)
-        check_same_experiment(path, dict(ckpt["hyper_parameters"]), cfg)
-        check_epochs_left(path, ckpt["epoch"] + 1, cfg)  # "epoch": the last completed one
+        check_same_experiment(path, stored_config(cfg), cfg, experiment_facts(cfg, world_size))
+        check_epochs_left(path, load_checkpoint(path)["epoch"] + 1, cfg)  # "epoch": the last completed one
     return path
+
+
+def stored_config(cfg: TrainConfig) -> dict | None:
+    """The configuration the checkpoint --resume names was trained with; None without --resume."""
+    path = resume_file(cfg, "last.ckpt")
+    return None if path is None else dict(load_checkpoint(path)["hyper_parameters"])
 
 
 def load_checkpoint(path: str | Path) -> dict:

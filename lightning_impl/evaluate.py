@@ -26,8 +26,9 @@ PROG = "python -m lightning_impl.evaluate"
 def load_model(path: str, ckpt: dict, cfg: TrainConfig) -> WaferLightningModel:
     """The LightningModule the checkpoint's hparams describe, with its weights; TrainingError if they do not fit."""
     try:
-        return WaferLightningModel.load_from_checkpoint(path, map_location="cpu", model=build_model(cfg),
-                                                        loss_weights=ckpt["state_dict"].get("criterion.weight"))
+        return WaferLightningModel.load_from_checkpoint(
+            path, map_location="cpu", model=build_model(cfg), cfg=cfg,
+            loss_weights=ckpt["state_dict"].get("criterion.weight"))
     except RuntimeError as err:
         raise evaluation.weights_error(path, cfg, err) from err
 

@@ -14,11 +14,14 @@ from shared.schedule import make_scheduler
 class WaferLightningModel(L.LightningModule):
     """Trains any classifier `model` (here WaferCNN) with cross-entropy and Adam, as the contract prescribes."""
 
-    def __init__(self, model: nn.Module, loss_weights: torch.Tensor | None = None, **config) -> None:
+    def __init__(self, model: nn.Module, cfg: TrainConfig, loss_weights: torch.Tensor | None = None,
+                 experiment: dict | None = None) -> None:
         super().__init__()
-        # every flag goes into hparams.yaml and the checkpoint (plain values); the model and the weights do not,
-        # so load_from_checkpoint(path, model=..., loss_weights=...) rebuilds this module from the file
-        self.save_hyperparameters(ignore=["model", "loss_weights"])
+        # the config and experiment facts (world size, data hash) go into hparams.yaml and the checkpoint
+        # as plain values, for resume and evaluate; load_from_checkpoint(path, model=, cfg=) rebuilds
+        # this module with the caller's config: loading never re-checks the stored one's files
+        self.save_hyperparameters({**cfg.to_dict(), **(experiment or {})})
+        self.cfg = cfg
         self.model = model
         # the weights are a buffer of the loss module, so Lightning moves them to the device
         self.criterion = nn.CrossEntropyLoss(weight=loss_weights, label_smoothing=self.cfg.label_smoothing)
@@ -27,14 +30,9 @@ class WaferLightningModel(L.LightningModule):
         self.epoch_metrics: dict[str, float] = {}  # the last epoch's train and val means
 
     @property
-    def cfg(self) -> TrainConfig:
-        """The run's configuration, read from the hyperparameters (their one copy)."""
-        return TrainConfig(**self.hparams)
-
-    @property
     def defaults(self) -> bool:
-        """--lightning-defaults: log per step as Lightning's docs do (a checkpoint from before the flag: no)."""
-        return self.hparams.get("lightning_defaults", False)
+        """--lightning-defaults: log per step as Lightning's docs do."""
+        return self.cfg.lightning_defaults
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -53,13 +51,13 @@ class WaferLightningModel(L.LightningModule):
         loss, preds, y = self.model_step(batch)
         if self.defaults:  # as Lightning's docs log: self.log in every step
             if not self.trainer.barebones:  # Lightning forbids self.log in barebones mode
-                if self.hparams.tensorboard:
+                if self.cfg.tensorboard:
                     self.log("train_loss_step", loss, on_step=True, on_epoch=False)
                 self.log_epoch_metrics("train", loss, preds, y)
             return loss
         self.accumulate("train", loss, preds, y)
         # the loss goes to TensorBoard only at the steps the logger writes (one host read, as on the plain side)
-        if self.hparams.tensorboard and not self.trainer.barebones \
+        if self.cfg.tensorboard and not self.trainer.barebones \
                 and (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train_loss_step", loss, on_step=True, on_epoch=False)
         return loss

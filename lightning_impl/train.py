@@ -17,13 +17,13 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
 from lightning_impl.callbacks import make_callbacks
-from lightning_impl.checkpoint import check_weight_shapes, resume_path
+from lightning_impl.checkpoint import check_weight_shapes, resume_path, stored_config
 from lightning_impl.datamodule import WaferDataModule
 from lightning_impl.module import WaferLightningModel
 from lightning_impl.recorder import RunRecorder
 from shared.cli import run_cli
 from shared.config import TrainConfig
-from shared.data import WaferSplits
+from shared.data import WaferSplits, experiment_facts
 from shared.model import build_model, count_parameters
 from shared.outputs import claim_output_dir
 from shared.results import RunResult, best_epoch, finish_run, print_banner, report
@@ -93,7 +93,8 @@ def fit(cfg: TrainConfig) -> RunResult:
 
 def _fit(cfg: TrainConfig) -> RunResult:
     """fit's body, run with the output folder claimed."""
-    ckpt_path = resume_path(cfg)
+    world_size = cfg.devices * cfg.num_nodes  # the processes Trainer(devices, num_nodes) runs
+    ckpt_path = resume_path(cfg, world_size)
     apply_torch_settings(cfg)
     device = resolve_device(cfg)
     datamodule = WaferDataModule(cfg, pin_memory=device.type == "cuda")
@@ -107,7 +108,8 @@ def _fit(cfg: TrainConfig) -> RunResult:
         model = model.to(memory_format=torch.channels_last)
     if cfg.compile:  # in place: the state_dict keys stay WaferCNN's, so checkpoints load into an uncompiled one
         model.compile(mode=cfg.compile_mode)
-    lit = WaferLightningModel(model, splits.class_weights if cfg.class_weights else None, **cfg.to_dict())
+    lit = WaferLightningModel(model, cfg, splits.class_weights if cfg.class_weights else None,
+                              experiment_facts(cfg, world_size))
     if ckpt_path is not None:
         check_weight_shapes(ckpt_path, lit)
     recorder = RunRecorder(device)
@@ -156,7 +158,8 @@ def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, trainer: L.Tr
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
     run_cli(lambda cfg: report(fit, cfg), prog="python -m lightning_impl.train",
-            description="Train WaferCNN on wafer maps with a LightningModule and lightning.Trainer (--strategy ddp for DDP).", argv=argv)
+            description="Train WaferCNN on wafer maps with a LightningModule and lightning.Trainer "
+                        "(--strategy ddp for DDP).", argv=argv, stored_config=stored_config)
 
 
 if __name__ == "__main__":  # the DDP launcher re-runs this module once per extra process

@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from plain_pytorch.early_stopping import EarlyStopping
 from plain_pytorch.logger import TrainLogger
 from shared.config import TrainConfig, check_epochs_left, check_same_experiment
+from shared.data import experiment_facts
 from shared.outputs import resume_file
 from shared.results import RunResult
 from shared.runtime import TrainingError, atomic_torch_save, load_torch_file
@@ -61,19 +62,26 @@ class CheckpointSaver:
         self.best = [[score, name] for score, name in state["best"] if (self.directory / name).is_file()]
 
 
-def resume_path(cfg: TrainConfig) -> Path | None:
+def resume_path(cfg: TrainConfig, world_size: int) -> Path | None:
     """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
     path = resume_file(cfg, "last.pt")
     if path is not None:
-        check_epochs_left(path, load_checkpoint(path, cfg)["epoch"] + 1, cfg)
+        check_same_experiment(path, stored_config(cfg), cfg, experiment_facts(cfg, world_size))
+        check_epochs_left(path, load_checkpoint(path)["epoch"] + 1, cfg)
     return path
 
 
-def load_checkpoint(path: str | Path, cfg: TrainConfig | None = None) -> dict:
-    """A plain-side checkpoint (tensors and primitives only); TrainingError naming the file if it is unusable.
+def stored_config(cfg: TrainConfig) -> dict | None:
+    """The configuration the checkpoint --resume names was trained with; None without --resume."""
+    path = resume_file(cfg, "last.pt")
+    if path is None:
+        return None
+    ckpt = load_checkpoint(path)
+    return {**ckpt["config"], **ckpt.get("experiment", {})}  # world size, data hash: kept apart
 
-    With `cfg`, its experiment (every field not marked resume_safe) must be the one the file was trained with.
-    """
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A plain-side checkpoint (tensors and primitives); TrainingError naming the file if unusable."""
     ckpt = load_torch_file(path)
     found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
     if found != FORMAT:
@@ -83,8 +91,6 @@ def load_checkpoint(path: str | Path, cfg: TrainConfig | None = None) -> dict:
     missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
     if missing:
         raise TrainingError(f"{path}: incomplete plain_pytorch checkpoint (missing {', '.join(missing)})")
-    if cfg is not None:
-        check_same_experiment(path, ckpt["config"], cfg)
     return ckpt
 
 
@@ -96,7 +102,8 @@ def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, schedul
             "epoch": epoch,
             "global_step": logger.global_step, "early_stopping": stopper.state_dict() if stopper else None,
             "history": result.history, "step_losses": torch.tensor(result.step_losses, dtype=torch.float64),
-            "rng": rng_state(), "config": cfg.to_dict()}
+            "rng": rng_state(), "config": cfg.to_dict(),
+            "experiment": experiment_facts(cfg, result.world_size)}
 
 
 # Lightning: Trainer.fit(ckpt_path=...)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from plain_pytorch.callbacks import make_callbacks
-from plain_pytorch.checkpoint import CheckpointSaver, load_checkpoint, restore, resume_path
+from plain_pytorch.checkpoint import CheckpointSaver, load_checkpoint, restore, resume_path, stored_config
 from plain_pytorch.distributed import World, close_distributed, init_distributed, wait_for_all, wrap_model
 from plain_pytorch.early_stopping import EarlyStopping
 from plain_pytorch.logger import TrainLogger
@@ -44,7 +44,7 @@ def fit(cfg: TrainConfig) -> RunResult:
 
 def _fit(cfg: TrainConfig, world: World) -> RunResult:
     """fit's body, run with the output folder claimed."""
-    ckpt_path = resume_path(cfg)
+    ckpt_path = resume_path(cfg, world.size)
     apply_torch_settings(cfg)
     device = world.device
     splits = split_dataset(cfg)
@@ -100,7 +100,7 @@ def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, model: nn.Mod
          device: torch.device, saver: CheckpointSaver | None) -> None:
     """Test the best checkpoint's weights (the final ones without checkpoints); write metrics.json and plots."""
     if saver is not None and saver.best_path is not None:  # Lightning: trainer.test(ckpt_path="best")
-        model.load_state_dict(load_checkpoint(saver.best_path, cfg)["model"])
+        model.load_state_dict(load_checkpoint(saver.best_path)["model"])
     # the bare model, not the DDP wrapper: only this rank runs it, and DDP's forward may start a collective
     _, y_true, y_pred = evaluate(model, loader, criterion, device, cfg)
     finish_run(result, cfg, splits.test.tensors[0], y_true, y_pred)
@@ -109,7 +109,8 @@ def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, model: nn.Mod
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
     run_cli(lambda cfg: report(fit, cfg), prog="python -m plain_pytorch.train",
-            description="Train WaferCNN on wafer maps with a hand-written PyTorch loop (torchrun for DDP).", argv=argv)
+            description="Train WaferCNN on wafer maps with a hand-written PyTorch loop "
+                        "(torchrun for DDP).", argv=argv, stored_config=stored_config)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
+import signal
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 
 from shared.config import ACCELERATORS, TrainConfig
 from shared.errors import ConfigError, TrainingError, WaferBenchError
-from shared.outputs import TRAINING_OUTPUTS, check_output_folder, existing_outputs
+from shared.outputs import TRAINING_OUTPUTS, check_output_folder, existing_outputs, is_global_rank_zero
 from shared.results import RunResult, per_class_table, summary_lines
 
 
@@ -28,13 +31,13 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """A parser with one flag per TrainConfig field; booleans get --x/--no-x."""
-    parser = OneLineErrorParser(prog=prog, description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """A parser with one flag per TrainConfig field; booleans get --x/--no-x; only the flags given are parsed."""
+    parser = OneLineErrorParser(prog=prog, description=description)
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         kind = hints[f.name]
-        kwargs = {"default": f.default, "help": f.metadata["help"], "dest": f.name}
+        # no default in the namespace: a resume tells the flags given from the ones its checkpoint restores
+        kwargs = {"default": argparse.SUPPRESS, "help": f"{f.metadata['help']} (default: {f.default})", "dest": f.name}
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -66,23 +69,73 @@ def exit_with(parser: argparse.ArgumentParser, err: WaferBenchError) -> typing.N
 
 
 def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description: str,
-            argv: Sequence[str] | None = None) -> None:
-    """Parse and run; the project's own errors become one line, Ctrl-C one line and exit 130, the rest a traceback."""
+            argv: Sequence[str] | None = None,
+            stored_config: typing.Callable[[TrainConfig], dict | None] = lambda cfg: None) -> None:
+    """Parse and run; the project's own errors become one line, Ctrl-C one line and exit 130, the rest a traceback.
+
+    `stored_config(cfg)` is the configuration of the checkpoint cfg.resume names: a resume continues it.
+    """
     parser = build_parser(prog, description)
     argv = sys.argv[1:] if argv is None else list(argv)
-    cfg = _config_or_exit(parser, vars(parser.parse_args(argv)))
+    given = vars(parser.parse_args(argv))
+    # a resume checks the flags given together with the checkpoint's values (resumed_config), not the defaults
+    cfg = _config_or_exit(parser, {k: v for k, v in given.items() if k in NOT_RESTORED} if "resume" in given else given)
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        signal.signal(signal.SIGINT, _interrupt_once)
     try:
+        cfg = resumed_config(cfg, given, stored_config(cfg))
         main(cfg)
     except KeyboardInterrupt:
-        sys.stdout.flush()  # a progress bar may hold the line: start the message on a line of its own
-        print(f"\n{prog}: {interrupted_message(cfg, prog, argv)}", file=sys.stderr)
+        if is_global_rank_zero():  # every rank gets the Ctrl-C; one message says what to do
+            sys.stdout.flush()  # a progress bar may hold the line: start the message on a line of its own
+            print(f"\n{prog}: {interrupted_message(cfg, prog, argv)}", file=sys.stderr)
         sys.exit(130)
     except WaferBenchError as err:
         exit_with(parser, err)
 
 
+def _interrupt_once(signum: int, frame: object) -> None:
+    # torchrun sends SIGINT again while it shuts its workers down: one KeyboardInterrupt, not one mid-message
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+# run plumbing a resume never takes from its checkpoint: where this run writes and how it was asked to start
+NOT_RESTORED = ("output_dir", "resume", "overwrite")
+
+
+def resumed_config(cfg: TrainConfig, given: dict, stored: dict | None) -> TrainConfig:
+    """For a resume, the stored run's configuration with the flags given applied (fit refuses experiment changes)."""
+    if stored is None:
+        return cfg
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    restored = {k: v for k, v in stored.items() if k in fields and k not in NOT_RESTORED and k not in given}
+    try:
+        return TrainConfig(**{**given, **restored})
+    except ConfigError as err:
+        if err.field in given:
+            raise
+        raise ConfigError(err.field, f"{err} (the value its checkpoint was trained with; give {_flag(err.field)})") from None
+
+
+def launcher_command(argv: list[str]) -> list[str] | None:
+    """The torchrun command line (up to this module) that started this process with `argv`; None outside torchrun."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return None
+    try:  # torchrun's agent is the worker's parent, and its command line ends with the worker's arguments
+        parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode().split("\0")[:-1]
+    except OSError:
+        return None
+    if not parent or parent[len(parent) - len(argv):] != argv:
+        return None
+    launcher = parent[:len(parent) - len(argv)]
+    if Path(launcher[0]).name.startswith("python") and len(launcher) > 1 and not launcher[1].startswith("-"):
+        launcher = [Path(launcher[1]).name, *launcher[2:]]  # `torchrun`, as typed, not its interpreter and path
+    return launcher
+
+
 def interrupted_message(cfg: TrainConfig, prog: str, argv: list[str]) -> str:
-    """Where the interrupted run's last checkpoint is and the command that continues it."""
+    """Where the interrupted run's last checkpoint is and the command that continues it (under torchrun, too)."""
     last = sorted(cfg.checkpoint_dir.glob("last.*"))
     if not cfg.uses("checkpoints") or not last:
         return (f"interrupted before the first checkpoint; nothing in {cfg.output_dir} to resume: the same command "
@@ -92,7 +145,9 @@ def interrupted_message(cfg: TrainConfig, prog: str, argv: list[str]) -> str:
         if not skip and arg not in ("--resume", "--overwrite", "--no-overwrite") and not arg.startswith("--resume="):
             kept.append(arg)
         skip = arg == "--resume"
-    return f"interrupted; last checkpoint {last[0]}; continue with: {prog} {shlex.join([*kept, '--resume', 'last'])}"
+    launcher = launcher_command(argv)
+    command = shlex.join([*launcher, *kept]) if launcher else " ".join([prog, *map(shlex.quote, kept)])
+    return f"interrupted; last checkpoint {last[0]}; continue with: {command} --resume last"
 
 
 def build_evaluate_parser(prog: str, description: str, checkpoint_help: str) -> argparse.ArgumentParser:

@@ -103,7 +103,8 @@ class TrainConfig:
     output_dir: str = field(default="runs/latest", metadata=_opt("folder for metrics, plots, logs and checkpoints", resume_safe=True))
     overwrite: bool = field(default=False, metadata=_opt("clear the earlier run's outputs in --output-dir first",
                                                          resume_safe=True))
-    resume: str | None = field(default=None, metadata=_opt("'last' or a checkpoint path to continue from", resume_safe=True))
+    resume: str | None = field(default=None, metadata=_opt(
+        "'last' or a checkpoint path to continue from; flags not given take the checkpoint's values", resume_safe=True))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # first: NaN fails every range check, which would then be named
@@ -178,23 +179,36 @@ def _require(name: str, value, ok: bool, why: str) -> None:
         raise ConfigError(name, f"{name}={value!r} {why}")
 
 
-def experiment_changes(stored: dict, cfg: TrainConfig) -> list[str]:
+def experiment_changes(stored: dict, cfg: TrainConfig, facts: dict | None = None) -> list[str]:
     """The experiment-defining fields (not resume_safe) where a checkpoint's stored config differs from cfg.
 
-    A field the checkpoint predates counts as its default, the value that run implicitly had.
+    A field the checkpoint predates counts as its default, the value that run implicitly had. With `facts`
+    (shared.data.experiment_facts) the world size is compared too, and the data by its content, not its path.
     """
     current = cfg.to_dict()
     # a schedule spans all epochs: with one, another --epochs would bend the learning-rate curve mid-run
     scheduled = current["lr_schedule"] != "constant"
-    return [f"{f.name}={stored.get(f.name, f.default)!r} (now {current[f.name]!r})"
-            for f in dataclasses.fields(TrainConfig)
-            if (not f.metadata["resume_safe"] or (f.name == "epochs" and scheduled))
-            and stored.get(f.name, f.default) != current[f.name]]
+    by_content = facts is not None and "data_sha256" in stored  # older checkpoints name their data by path only
+    changed = [f"{f.name}={stored.get(f.name, f.default)!r} (now {current[f.name]!r})"
+               for f in dataclasses.fields(TrainConfig)
+               if (not f.metadata["resume_safe"] or (f.name == "epochs" and scheduled))
+               and not (f.name == "data" and by_content) and stored.get(f.name, f.default) != current[f.name]]
+    if by_content and stored["data_sha256"] != facts["data_sha256"]:
+        changed.append(f"data={stored.get('data')!r} sha256 {_short(stored['data_sha256'])} "
+                       f"(now {cfg.data!r} sha256 {_short(facts['data_sha256'])})")
+    if facts is not None and stored.get("world_size", facts["world_size"]) != facts["world_size"]:
+        # the per-step batch, the steps per epoch and so the schedule are the world size's
+        changed.append(f"world_size={stored['world_size']} (now {facts['world_size']})")
+    return changed
 
 
-def check_same_experiment(path: str | Path, stored: dict, cfg: TrainConfig) -> None:
+def _short(digest: str | None) -> str:
+    return "-" if digest is None else digest[:12]
+
+
+def check_same_experiment(path: str | Path, stored: dict, cfg: TrainConfig, facts: dict | None = None) -> None:
     """TrainingError listing the experiment fields a resume from `path` would silently change."""
-    changed = experiment_changes(stored, cfg)
+    changed = experiment_changes(stored, cfg, facts)
     if changed:
         raise TrainingError(f"{path}: trained with a different configuration: {', '.join(changed)}; resume with "
                             f"the checkpoint's values, or start a new run in another --output-dir")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from shared.config import CLASS_NAMES, TrainConfig
 from shared.errors import DataError
 from shared.synthetic import MIN_MAPS_PER_CLASS, generate_wafer_maps
-from shared.wm811k import WaferMaps, load_wm811k, resize_codes
+from shared.wm811k import WaferMaps, file_digest, load_wm811k, resize_codes
 
 
 @dataclass
@@ -41,6 +42,12 @@ def synthetic_maps(samples_per_class: int, balance_classes: bool, seed: int, ima
     ~7 s to draw on a 2-core CPU). Callers copy what they take (`to_inputs`, indexing)."""
     maps, labels = generate_wafer_maps(samples_per_class, balance_classes, seed)
     return WaferMaps(np.stack([resize_codes(m, image_size) for m in maps]), labels)
+
+
+def experiment_facts(cfg: TrainConfig, world_size: int) -> dict:
+    """What the experiment is beyond its flags: the processes that share each step, and the data's content."""
+    # the content, not the path: a moved file is the same data, a file overwritten with other maps is not
+    return {"world_size": world_size, "data_sha256": None if cfg.data == "synthetic" else file_digest(Path(cfg.data))}
 
 
 def class_mix(cfg: TrainConfig) -> str:

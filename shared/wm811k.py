@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import hashlib
 import io
@@ -137,7 +138,13 @@ def preprocess(frame: pd.DataFrame, image_size: int, source: str = "frame") -> W
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of the file's bytes (about 2 s for the 2 GB original)."""
+    """SHA-256 of the file's bytes (about 2 s for the 2 GB original), read once per version of the file."""
+    stat = Path(path).stat()
+    return _digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)  # a resume check, the data load and each checkpoint ask for the same file's
+def _digest(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 24), b""):

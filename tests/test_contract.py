@@ -7,8 +7,12 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import shlex
 import shutil
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +52,9 @@ def snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def lswmd_with_a_malformed_map(path: Path) -> Path:
+def lswmd_with_a_malformed_map(path: Path, seed: int = 0) -> Path:
     """9 classes x 12 maps, plus one map with a bad die code and one unlabelled row."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     rows = [(rng.integers(0, 3, size=(26, 26)).astype(np.uint8), np.array([[name]]))
             for name in ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch", "none")
             for _ in range(12)]
@@ -127,6 +131,76 @@ def test_resume_may_change_how_long_where_and_how_verbose(finished, call_main, t
                              "--epochs", "2", "--patience", "9", "--log-every-n-steps", "3")
     assert code == 0, err
     assert json.loads((copy / "metrics.json").read_text())["epochs_run"] == 2
+
+
+@pytest.mark.slow
+def test_a_bare_resume_continues_the_stored_experiment(finished, call_main, tmp_path):
+    side, out, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = snapshot(copy)
+    code, _, err = call_main(train_main(side), "--resume", "last", "--output-dir", str(copy), "--lr", "0.5")
+    assert code == 1 and "lr=0.001 (now 0.5)" in one_line(err)  # a flag given must match the experiment
+    assert snapshot(copy) == before
+    code, _, err = call_main(train_main(side), "--resume", "last", "--output-dir", str(copy), "--epochs", "2")
+    assert code == 0, err
+    stored, resumed = (json.loads((folder / "metrics.json").read_text())["config"] for folder in (out, copy))
+    assert resumed == {**stored, "epochs": 2, "output_dir": str(copy), "resume": "last"}
+
+
+def with_world_size(path: Path, side: str, world_size: int) -> None:
+    """Rewrite a checkpoint as if its run had had `world_size` processes."""
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["experiment" if side == "plain_pytorch" else "hyper_parameters"]["world_size"] = world_size
+    torch.save(ckpt, path)
+
+
+@pytest.mark.slow
+def test_resume_under_another_world_size_is_refused(finished, call_main, tmp_path):
+    side, out, flags = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with_world_size(copy / "checkpoints" / f"last.{SUFFIX[side]}", side, 2)
+    before = snapshot(copy)
+    code, _, err = call_main(train_main(side), "--resume", "last", "--output-dir", str(copy), "--epochs", "2")
+    assert code == 1 and "world_size=2 (now 1)" in one_line(err)
+    assert snapshot(copy) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", SIDES)
+def test_data_is_its_content_not_its_path(side, data_file, call_main, tmp_path, monkeypatch):
+    """Moved data evaluates and resumes; a deleted --resume file breaks nothing; other maps at the path are refused."""
+    first, second, third = (tmp_path / name for name in ("first", "second", "third"))
+    for folder in (first, second, third):
+        folder.mkdir()
+    shutil.copy(data_file, first / "mini.pkl")
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    code, _, err = call_main(train_main(side), *TINY, "--data", str(first / "mini.pkl"), "--samples-per-class", "0",
+                             "--output-dir", str(run_a))
+    assert code == 0, err
+    shutil.move(first / "mini.pkl", second / "mini.pkl")
+    monkeypatch.chdir(second)
+    a_last = run_a / "checkpoints" / f"last.{SUFFIX[side]}"
+    code, _, err = call_main(evaluate_main(side), "--checkpoint", str(a_last), "--data", "mini.pkl",
+                             "--output-dir", str(tmp_path / "eval_a"), "--accelerator", "cpu")
+    assert code == 0, err
+    code, _, err = call_main(train_main(side), "--resume", str(a_last), "--output-dir", str(run_b), "--epochs", "2",
+                             "--data", "mini.pkl")  # the same maps by a relative path
+    assert code == 0, err
+    code, _, err = call_main(train_main(side), "--resume", "last", "--output-dir", str(run_a), "--epochs", "2")
+    assert code == 2 and "(the value its checkpoint was trained with; give --data)" in err.strip().splitlines()[-1]
+    a_last.unlink()  # run b's checkpoints name it as their --resume
+    shutil.move(second / "mini.pkl", third / "mini.pkl")
+    b_last = run_b / "checkpoints" / f"last.{SUFFIX[side]}"
+    code, _, err = call_main(evaluate_main(side), "--checkpoint", str(b_last), "--data", str(third / "mini.pkl"),
+                             "--output-dir", str(tmp_path / "eval"), "--accelerator", "cpu")
+    assert code == 0, err
+    lswmd_with_a_malformed_map(second / "mini.pkl", seed=1)  # other maps where run b's data was
+    before = snapshot(run_b)
+    code, _, err = call_main(train_main(side), "--resume", "last", "--output-dir", str(run_b), "--epochs", "3")
+    assert code == 1 and "data='mini.pkl' sha256 " in one_line(err)
+    assert snapshot(run_b) == before
 
 
 @pytest.mark.slow
@@ -272,6 +346,43 @@ def test_ctrl_c_is_one_line_with_the_checkpoint_and_the_resume_command(side, cal
     assert f"last checkpoint {tmp_path / 'checkpoints' / ('last.' + SUFFIX[side])}" in line
     assert line.endswith(f"--output-dir {tmp_path} --resume last")
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / LOCK_NAME).exists()
+
+
+def interrupt(cfg):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_ctrl_c_on_another_rank_exits_130_without_a_second_message(side, call_main, tmp_path, monkeypatch):
+    module = importlib.import_module(f"{side}.train")
+    monkeypatch.setattr(module, "fit", interrupt)
+    monkeypatch.setenv("RANK", "1")
+    assert call_main(module.main, *TINY, "--output-dir", str(tmp_path)) == (130, "", "")
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_ctrl_c_under_torchrun_says_to_continue_with_torchrun(side, call_main, tmp_path, monkeypatch):
+    module = importlib.import_module(f"{side}.train")
+    flags = [*TINY, "--output-dir", str(tmp_path / "run")]
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / f"last.{SUFFIX[side]}").write_bytes(b"")
+    launcher = tmp_path / "torchrun"  # stands in for torchrun's agent, the parent of every worker
+    launcher.write_text("import time; time.sleep(60)")
+    agent = subprocess.Popen([sys.executable, str(launcher), "--nproc-per-node", "2", "-m", f"{side}.train", *flags])
+    while not Path(f"/proc/{agent.pid}/cmdline").read_bytes():  # empty until the new program is set up
+        time.sleep(0.01)
+    monkeypatch.setattr("shared.cli.os.getppid", lambda: agent.pid)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    monkeypatch.setattr(module, "fit", interrupt)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        code, _, err = call_main(module.main, *flags)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        agent.kill()
+        agent.wait()
+    resume = shlex.join(["torchrun", "--nproc-per-node", "2", "-m", f"{side}.train", *flags, "--resume", "last"])
+    assert code == 130 and one_line(err).endswith(f"continue with: {resume}")
 
 
 @pytest.mark.parametrize("side", SIDES)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,22 @@ def test_two_nodes_train_what_two_processes_on_one_node_train(side: str, tmp_pat
         return sorted(names)
 
     assert files(out) == files(tmp_path / "one-node")  # one set of outputs, the same files as on one node
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_torchrun_is_one_message_that_keeps_torchrun(tmp_path: Path) -> None:
+    """SIGINT to the whole job, as a terminal's Ctrl-C sends it: every worker stops at once, and only rank 0 speaks."""
+    out = tmp_path / "run"
+    flags = ["--samples-per-class", "12", "--image-size", "32", "--base-channels", "8", "--epochs", "100",
+             "--patience", "100", "--accelerator", "cpu", "--no-tensorboard", "--no-progress-bar", "--output-dir", str(out)]
+    job = subprocess.Popen([*command("plain", 2), *flags], cwd=ROOT, env=ENV, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoints" / "last.pt").is_file() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGINT)
+    _, err = job.communicate(timeout=120)
+    messages = [line for line in err.splitlines() if "interrupted; last checkpoint" in line]
+    assert len(messages) == 1, err[-3000:]
+    assert messages[0].endswith(shlex.join([*command("plain", 2), *flags, "--resume", "last"])), messages[0]
+    assert "KeyboardInterrupt" not in err, err[-3000:]  # no worker's traceback (torchrun prints its own)

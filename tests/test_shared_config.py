@@ -154,3 +154,19 @@ def test_compile_mode_needs_compile():
 def test_nan_is_called_not_finite_in_every_float_field(name):
     with pytest.raises(ValueError, match=rf"{name}=nan must be finite"):
         TrainConfig(**{name: float("nan")})
+
+
+def test_experiment_facts_name_the_data_by_content_and_count_the_processes(tmp_path, monkeypatch):
+    from shared.config import experiment_changes
+    from shared.data import experiment_facts
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.pkl").write_bytes(b"maps")
+    cfg = TrainConfig(data=str(tmp_path / "a.pkl"))
+    stored = {**cfg.to_dict(), **experiment_facts(cfg, world_size=2)}
+    relative = TrainConfig(data="a.pkl")
+    assert experiment_changes(stored, relative, experiment_facts(relative, 2)) == []  # the same file, another path
+    assert experiment_changes(stored, relative, experiment_facts(relative, 1)) == ["world_size=2 (now 1)"]
+    (tmp_path / "a.pkl").write_bytes(b"other maps")
+    assert experiment_changes(stored, relative, experiment_facts(relative, 2))[0].startswith(f"data={cfg.data!r} sha256 ")
+    older = cfg.to_dict()  # a checkpoint from before the facts were stored: its data is its path
+    assert experiment_changes(older, relative, experiment_facts(relative, 1)) == [f"data={cfg.data!r} (now 'a.pkl')"]
