@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -92,12 +93,15 @@ def suite(request: pytest.FixtureRequest, profile: Profile, tmp_path_factory: py
     report_dir = Path(config.getoption("--report-dir") or _default_report_dir(profile, accelerators))
     terminal = config.pluginmanager.get_plugin("terminalreporter")
 
-    def say(line: str) -> None:  # progress as it happens, also into a file (pytest would buffer it)
-        if terminal:
-            terminal.write_line(line)
-            terminal.flush()
-        else:
-            print(line, flush=True)
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def say(line: str) -> None:  # progress as it happens, also into a file (pytest would capture it)
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if terminal:
+                terminal.write_line(line)
+                terminal.flush()
+            else:
+                print(line, flush=True)
 
     say(f"\nwafer-bench: profile {profile.name}, accelerators {accelerators}, report -> {report_dir}")
     partial = partial_path(report_dir)

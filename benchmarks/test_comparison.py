@@ -64,7 +64,9 @@ def test_blocks_train_the_same_weights_on_cpu(suite: Suite) -> None:
     change no arithmetic): one final-weight digest across those arms, and one across the two cosine arms."""
     if suite.profile.blocks is None:
         pytest.skip(f"the {suite.profile.name} profile runs no interleaved blocks")
-    blocks = suite.summary.get("cpu", {}).get("blocks")
+    if "cpu" not in suite.summary:
+        pytest.skip("checked on the CPU (autotuned GPU kernels need not be bitwise reproducible)")
+    blocks = suite.summary["cpu"].get("blocks")
     assert blocks, "no interleaved blocks on the CPU"
     for name, row in blocks["settings"].items():
         assert row["final_weight_digests"], f"{name}: no digests"
@@ -144,6 +146,8 @@ def test_step_overhead_resolved(suite: Suite) -> None:
     """
     if suite.profile.name not in RESOLVED:
         pytest.skip(f"the {suite.profile.name} profile is too small to resolve the overhead")
+    if "cpu" not in suite.summary:
+        pytest.skip("the ±2 % design is the CPU's (60 rounds in 12 processes); a GPU lease holds 5 processes")
     h = suite.summary["step_overhead"]["cpu"]
     low, high = h["ratio_ci"]
     assert (high - low) / 2 / h["ratio"] <= 0.02, f"ratio {h['ratio']:.3f} ({low:.3f}-{high:.3f}) is not within ±2 %"
