@@ -336,7 +336,9 @@ def block_comparison(setting: dict, metric: str, a: str, b: str) -> dict:
     """Arm a against arm b, paired by round: ratio a/b (t on logs) and difference a - b in µs per step (t), each
     over per-generation means when the setting ran on several worker processes."""
     num, den, gens = _paired_blocks(setting, _block_table(setting, _per_step(metric)), a, b)
-    return {"ratio": paired_ratio(num, den, gens),
+    # the two arms' means over the same rounds (per process first, where several): beside the paired figures
+    means = [float(np.mean(clustered([1e6 * v for v in values], gens)[0])) if values else None for values in (num, den)]
+    return {"ratio": paired_ratio(num, den, gens), "means_us": means,
             "difference_us": clustered_interval([1e6 * (x - y) for x, y in zip(num, den)], gens)}
 
 
