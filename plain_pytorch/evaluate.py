@@ -1,4 +1,4 @@
-"""Evaluate a plain_pytorch checkpoint: its run's test or val split, or every labelled map (--split)."""
+"""Evaluate a plain_pytorch checkpoint: its run's test or val split, or every map (--split)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def predict(model: nn.Module, loader: DataLoader, cfg: TrainConfig,
 def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
     """Test metrics of the checkpoint's weights on the chosen data, as metrics.json and plots."""
     ckpt = load_checkpoint(args.checkpoint)
-    stored = {**ckpt["config"], **ckpt.get("experiment", {})}  # the data's digest: a rebuilt split checks it
+    stored = {**ckpt["config"], **ckpt.get("experiment", {})}  # with the data digest (--split val)
     return evaluation.evaluate_checkpoint(args, IMPLEMENTATION, ckpt, stored, load_model, predict)
 
 
