@@ -16,6 +16,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -129,25 +130,37 @@ def score_chosen(records: list[dict], data: str, save) -> str | None:
 def train_all(runs: list[tuple[str, int, str]], data: str, work_dir: Path, jobs: int, accelerator: str,
               add) -> None:
     """Each (setting, seed, side) once, `jobs` at a time; add(record) as each ends; the first failure stops the
-    queue (runs already started finish and are kept) and is raised once they have."""
+    queue (runs already started finish and are kept) and is raised once they have; Ctrl-C stops it too."""
     first = len(list(work_dir.glob("*")))  # run folders are numbered here, before any starts: no two share one
+    failed = threading.Event()  # set by the failing worker itself, so no queued run starts after it
+
+    def attempt(name: str, seed: int, side: str, run_dir: Path) -> dict | None:
+        if failed.is_set():
+            return None
+        try:
+            return run_setting(name, side, data, run_dir, seed, accelerator)
+        except SystemExit:
+            failed.set()
+            raise
+
     failure = None
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run_setting, name, side, data, (work_dir / f"{first + i}-{side}").resolve(), seed,
-                               accelerator) for i, (name, seed, side) in enumerate(runs)]
-        for future in as_completed(futures):
-            if future.cancelled():  # queued behind a failure
-                continue
-            try:
-                new = future.result()
-            except SystemExit as err:
-                failure = failure or err
-                for queued in futures:
-                    queued.cancel()
-                continue
-            print(f"  {new['setting']} ({new['side']}, seed {new['seed']}): {new['fit_seconds'] / 60:.1f} min, "
-                  f"validation macro-F1 {new['val']['f1_macro']:.3f}", flush=True)
-            add(new)
+        futures = [pool.submit(attempt, name, seed, side, (work_dir / f"{first + i}-{side}").resolve())
+                   for i, (name, seed, side) in enumerate(runs)]
+        try:
+            for future in as_completed(futures):
+                try:
+                    new = future.result()
+                except SystemExit as err:
+                    failure = failure or err
+                    continue
+                if new is not None:
+                    print(f"  {new['setting']} ({new['side']}, seed {new['seed']}): {new['fit_seconds'] / 60:.1f} "
+                          f"min, validation macro-F1 {new['val']['f1_macro']:.3f}", flush=True)
+                    add(new)
+        except BaseException:  # Ctrl-C: nothing queued starts; the pool waits for the runs in flight
+            failed.set()
+            raise
     if failure is not None:
         raise failure
 
@@ -200,8 +213,9 @@ def render(records: list[dict], folder: Path) -> None:
             + "; ".join(machines) + ".", "",
             "`fit min` is the training phase's wall time, `CPU min` its process CPU time (training loops only), "
             "`load` the 1-minute load average when the run ended: above the core count, other work shared the "
-            "machine and the times are inflated (the F1 figures are not affected). Per-class columns: validation F1.",
-            "",
+            "machine and the times are inflated (the F1 figures are not affected). Per-class columns: validation F1."
+            + (f" {shared} runs trained beside others (--jobs > 1): their minutes are those of a shared machine."
+               if (shared := sum(r.get("jobs", 1) > 1 for r in records)) else ""), "",
             tabulate(rows, headers=["setting", "side", "seed", "fit min", "CPU min", "load", "epochs",
                                     "val macro-F1", "val accuracy", *classes, "test macro-F1"],
                      tablefmt="github", disable_numparse=True), "",
@@ -310,8 +324,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=_seed, default=[DEFAULT_SEED],
                         help=f"train each setting once per seed, each in [0, 2**32) (default {DEFAULT_SEED})")
     parser.add_argument("--jobs", type=_jobs, default=1,
-                        help="trainings at once (default 1); each uses every core it is given: on a CPU, share "
-                             "them out with OMP_NUM_THREADS; on a GPU host, several runs share the card")
+                        help="trainings at once (default 1); on a CPU each takes every core unless OMP_NUM_THREADS "
+                             "says otherwise (set it to cores / N); on a GPU host, several runs share the card")
     parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu", help="where each run trains")
     parser.add_argument("--choose", action="store_true",
                         help="after training, score the setting with the best mean validation macro-F1 (all its "
@@ -342,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_text(path, json.dumps(kept, indent=1))  # after every run: a kill loses the runs in flight
 
     def add(new: dict) -> None:
+        new["jobs"] = args.jobs  # runs in flight together: each one's minutes are a shared machine's
         records[:] = [r for r in records if (r["setting"], r["side"], r["seed"]) != (new["setting"], new["side"],
                                                                                    new["seed"])] + [new]
         save(records)

@@ -149,7 +149,8 @@ def test_jobs_runs_trainings_at_once_each_in_its_own_folder(tmp_path, data_env, 
     saved = json.loads((tmp_path / "out" / "frontier.json").read_text())
     assert sorted((r["side"], r["seed"]) for r in saved) == [("lightning", 1), ("lightning", 2), ("plain", 1),
                                                             ("plain", 2)]
-    assert len(set(folders)) == 4
+    assert len(set(folders)) == 4 and {r["jobs"] for r in saved} == {2}
+    assert "4 runs trained beside others (--jobs > 1)" in (tmp_path / "out" / "frontier.md").read_text()
 
 
 def test_choose_reads_the_test_split_of_the_chosen_runs_once(tmp_path, data_env, monkeypatch):
