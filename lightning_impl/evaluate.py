@@ -1,4 +1,4 @@
-"""Evaluate a lightning_impl checkpoint: every labelled map of an LSWMD file, or the synthetic test split."""
+"""Evaluate a lightning_impl checkpoint: its run's test or val split, or every map (--split)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluate a plain_pytorch checkpoint: every labelled map of an LSWMD file, or the synthetic test split."""
+"""Evaluate a plain_pytorch checkpoint: its run's test or val split, or every map (--split)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def predict(model: nn.Module, loader: DataLoader, cfg: TrainConfig,
 def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
     """Test metrics of the checkpoint's weights on the chosen data, as metrics.json and plots."""
     ckpt = load_checkpoint(args.checkpoint)
-    return evaluation.evaluate_checkpoint(args, IMPLEMENTATION, ckpt, ckpt["config"], load_model, predict)
+    stored = {**ckpt["config"], **ckpt.get("experiment", {})}  # with the data digest (--split val)
+    return evaluation.evaluate_checkpoint(args, IMPLEMENTATION, ckpt, stored, load_model, predict)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

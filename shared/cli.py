@@ -155,13 +155,17 @@ def build_evaluate_parser(prog: str, description: str, checkpoint_help: str) -> 
     parser = OneLineErrorParser(prog=prog, description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help=checkpoint_help)
-    parser.add_argument("--data", default="synthetic", help="'synthetic' (its test split) or an LSWMD-format pickle")
+    parser.add_argument("--data", default="synthetic", help="'synthetic' or an LSWMD-format pickle")
     parser.add_argument("--output-dir", default="runs/evaluate", help="folder for metrics.json and the plots")
     # not the checkpoint's training batch: inference keeps no activations for backward, and a few large
     # batches beat thousands of small ones (each a wait for both threads on a busy machine)
     parser.add_argument("--batch-size", type=int, default=1024, help="inference batch size")
     parser.add_argument("--accelerator", choices=ACCELERATORS, default="auto")
     parser.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's")
+    parser.add_argument("--split", choices=("test", "val", "all"), default=None,
+                        help="maps scored: the run's own val or test split, rebuilt from the checkpoint's config "
+                             "(--data must hold the same maps), or all of them; default: test for synthetic data, "
+                             "all for a file")
     return parser
 
 
@@ -201,8 +205,12 @@ def run_evaluate_cli(evaluate: typing.Callable[[argparse.Namespace], RunResult],
     except WaferBenchError as err:
         exit_with(parser, err)
     maps = sum(c["support"] for c in result.test["per_class"].values())
-    print(f"{args.checkpoint} on {args.data}: {maps} maps")
-    print(summary_lines(result)[1])
+    split = result.scored_split
+    print(f"{args.checkpoint} on {args.data}: {maps} maps ({split} split)")
+    print(summary_lines(result)[1].replace("test:", f"{split}:", 1))
+    if result.test["f1_macro_bootstrap_95"]:
+        low, high = result.test["f1_macro_bootstrap_95"]
+        print(f"F1 (macro) 95 % bootstrap interval over these maps, the model fixed: {low:.4f}-{high:.4f}")
     print(per_class_table(result))
-    print(f"test class mix: {result.test_class_mix}; confusion matrix (rows normalised by true class) in "
+    print(f"{split} class mix: {result.test_class_mix}; confusion matrix (rows normalised by true class) in "
           f"{args.output_dir}/confusion_matrix.png; outputs in {args.output_dir}")

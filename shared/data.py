@@ -104,13 +104,14 @@ def split_dataset(cfg: TrainConfig) -> WaferSplits:
                        class_weights=torch.from_numpy(weights), skipped=maps.skipped)
 
 
-def evaluation_dataset(cfg: TrainConfig) -> tuple[TensorDataset, dict[str, int]]:
-    """What an evaluate command scores (the synthetic test split, or every labelled map of an LSWMD file), and the skips."""
-    if cfg.data == "synthetic":
+def evaluation_dataset(cfg: TrainConfig, split: str) -> tuple[TensorDataset, dict[str, int]]:
+    """What an evaluate command scores, and the skips: the run's val or test split rebuilt from its config
+    (split_dataset, as training drew it), or every labelled map ('all')."""
+    if split in ("val", "test"):
         splits = split_dataset(cfg)
-        return splits.test, splits.skipped
-    maps = load_wm811k(cfg.data, cfg.image_size)
-    return TensorDataset(to_inputs(maps.codes), torch.from_numpy(maps.labels)), maps.skipped
+        return getattr(splits, split), splits.skipped
+    maps = load_maps(cfg)
+    return TensorDataset(to_inputs(maps.codes), torch.tensor(maps.labels)), maps.skipped
 
 
 def train_sampler(dataset: TensorDataset, cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> DistributedSampler:

@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 
 from shared.cli import evaluation_config
 from shared.config import TrainConfig
-from shared.data import evaluation_dataset, make_loader
+from shared.data import evaluation_dataset, experiment_facts, make_loader
+from shared.errors import DataError
 from shared.model import WaferCNN, count_parameters
 from shared.results import RunResult, finish_run
 from shared.runtime import TrainingError, apply_torch_settings, resolve_device, state_digest
@@ -28,6 +29,20 @@ def weights_error(path: str, cfg: TrainConfig, err: RuntimeError) -> TrainingErr
                          f"({str(err).splitlines()[0]})")
 
 
+def check_same_data(path: str, stored: dict, cfg: TrainConfig, split: str) -> None:
+    """DataError unless --data holds the maps the run was trained on: only then is a rebuilt val/test split the run's."""
+    trained = stored.get("data")
+    if (trained == "synthetic") != (cfg.data == "synthetic"):
+        same = False
+    elif "data_sha256" in stored:
+        same = stored["data_sha256"] == experiment_facts(cfg, 1)["data_sha256"]  # the content, not the path
+    else:  # a checkpoint written before the data's digest was stored: its path is all there is
+        same = trained == cfg.data
+    if not same:
+        raise DataError(f"--split {split}: --data {cfg.data} does not hold the maps {path} was trained on "
+                        f"({trained}); the rebuilt split would not be the run's (--split all scores every map)")
+
+
 def evaluate_checkpoint(args: argparse.Namespace, implementation: str, ckpt: dict, stored_config: dict,
                         load_model: LoadModel, predict: Predict) -> RunResult:
     """Test metrics of the checkpoint's weights on the chosen data, written as metrics.json and plots."""
@@ -35,10 +50,13 @@ def evaluate_checkpoint(args: argparse.Namespace, implementation: str, ckpt: dic
     apply_torch_settings(cfg)
     device = resolve_device(cfg)
     model = load_model(args.checkpoint, ckpt, cfg)  # before the data: a wrong file fails at once
-    dataset, skipped = evaluation_dataset(cfg)
+    split = args.split or ("test" if cfg.data == "synthetic" else "all")  # the default: what it always scored
+    if args.split in ("val", "test"):
+        check_same_data(args.checkpoint, stored_config, cfg, split)
+    dataset, skipped = evaluation_dataset(cfg, split)
     loader = make_loader(dataset, cfg, pin_memory=device.type == "cuda", device=device)
     y_true, y_pred = predict(model, loader, cfg, device)
     net = next(m for m in model.modules() if isinstance(m, WaferCNN))  # a LightningModule holds it as .model
     result = RunResult(implementation, cfg.to_dict(), str(device), num_parameters=count_parameters(net),
-                       epochs_run=0, data_skipped=skipped, final_weights_sha256=state_digest(net))
+                       epochs_run=0, data_skipped=skipped, final_weights_sha256=state_digest(net), scored_split=split)
     return finish_run(result, cfg, dataset.tensors[0], y_true, y_pred)

@@ -46,6 +46,7 @@ class RunResult:
     test: dict = field(default_factory=dict)
     data_skipped: dict = field(default_factory=dict)  # real data: malformed/unlabelled maps left out, by reason
     test_class_mix: str = ""  # which class proportions `test` was measured on (shared.data.class_mix)
+    scored_split: str = "test"  # which maps `test` holds: evaluate --split test | val | all
 
     def to_json(self) -> str:
         return json.dumps(_finite(dataclasses.asdict(self)), indent=2)
@@ -71,7 +72,7 @@ def finish_run(result: RunResult, cfg: TrainConfig, inputs: torch.Tensor, y_true
     out = Path(cfg.output_dir)
     if cfg.plots:
         plot_confusion_matrix(result.test["confusion_matrix"], out / "confusion_matrix.png",
-                              title=f"{result.implementation}: confusion matrix (test)")
+                              title=f"{result.implementation}: confusion matrix ({result.scored_split})")
         pick = np.random.default_rng(cfg.seed).choice(len(y_true_np), size=min(SAMPLE_GRID, len(y_true_np)),
                                                       replace=False)
         plot_sample_predictions(inputs[pick].cpu().numpy(), y_true_np[pick], y_pred_np[pick],

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import importlib
+import io
 import json
+import re
 import shlex
 import shutil
 import signal
@@ -588,3 +591,60 @@ def test_evaluate_scores_with_its_own_batch_size(finished, data_file, batch, cal
     maps = sum(c["support"] for c in json.loads((tmp_path / "metrics.json").read_text())["test"]["per_class"].values())
     size = int(batch or 1024)  # the default: far more than the 108 maps here
     assert calls == [min(size, maps - i) for i in range(0, maps, size)]
+
+
+
+@pytest.fixture(scope="module", params=SIDES)
+def two_epochs(request, tmp_path_factory, data_file) -> tuple[str, Path, str]:
+    """One finished 2-epoch run per side on the LSWMD-format file, and its console output (the split sizes)."""
+    side, out = request.param, tmp_path_factory.mktemp(request.param) / "run"
+    flags = [*TINY_FLAGS, "--epochs", "2", "--data", str(data_file), "--samples-per-class", "5", "--no-plots",
+             "--output-dir", str(out)]
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console):
+        train_main(side)(flags)
+    return side, out, console.getvalue()
+
+
+def best_checkpoint(side: str, out: Path) -> Path:
+    """The checkpoint of the run's best epoch: the weights its own test figures come from."""
+    best = json.loads((out / "metrics.json").read_text())["best_epoch"]
+    (path,) = (out / "checkpoints").glob(f"epoch={best}-*.{SUFFIX[side]}")
+    return path
+
+
+def scored(out: Path) -> tuple[str, int, dict]:
+    """(split, number of maps, test metrics) of an evaluate command's metrics.json."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    return metrics["scored_split"], sum(c["support"] for c in metrics["test"]["per_class"].values()), metrics["test"]
+
+
+@pytest.mark.slow
+def test_evaluate_split_rebuilds_the_runs_own_val_and_test_splits(two_epochs, data_file, call_main, tmp_path):
+    side, out, console = two_epochs
+    sizes = re.search(r"train (\d+) / val (\d+) / test (\d+)", console).groups()  # the run's banner
+    flags = ["--checkpoint", str(best_checkpoint(side, out)), "--data", str(data_file), "--accelerator", "cpu",
+             "--batch-size", "16"]  # the run's own batch size: the same sums, so the same predictions
+    for split in ("val", "test", None):
+        code, stdout, err = call_main(evaluate_main(side), *flags, "--output-dir", str(tmp_path / str(split)),
+                                      *(["--split", split] if split else []))
+        assert code == 0, err
+        assert f"maps ({split or 'all'} split)" in stdout
+    assert scored(tmp_path / "val")[:2] == ("val", int(sizes[1]))
+    assert scored(tmp_path / "test")[:2] == ("test", int(sizes[2])) and sizes[1] != sizes[2]
+    assert scored(tmp_path / "None")[:2] == ("all", 9 * 12)  # a file's default: every labelled map, as before
+    run = json.loads((out / "metrics.json").read_text())["test"]
+    assert scored(tmp_path / "test")[2]["confusion_matrix"] == run["confusion_matrix"]
+    assert scored(tmp_path / "test")[2]["f1_macro_bootstrap_95"] == run["f1_macro_bootstrap_95"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("other", ["other maps", "synthetic"])
+def test_evaluate_split_refuses_data_other_than_the_runs(two_epochs, other, call_main, tmp_path):
+    side, out, _ = two_epochs
+    data = "synthetic" if other == "synthetic" else str(lswmd_with_a_malformed_map(tmp_path / "mini.pkl", seed=1))
+    path = best_checkpoint(side, out)
+    code, _, err = call_main(evaluate_main(side), "--checkpoint", str(path), "--data", data, "--split", "val",
+                             "--accelerator", "cpu", "--output-dir", str(tmp_path / "out"))
+    assert code == 1 and f"--split val: --data {data} does not hold the maps {path} was trained on" in one_line(err)
+    assert not (tmp_path / "out" / "metrics.json").exists()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
 from shared.config import CLASS_NAMES
-from shared.metrics import classification_metrics
+from shared.metrics import bootstrap_f1_macro, classification_metrics
 
 
 def test_hand_computed_three_class_example():
@@ -44,3 +45,29 @@ def test_confusion_matrix_keeps_all_classes_when_some_are_absent():
 def test_confusion_matrix_normalised_by_true_class():
     m = classification_metrics(np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, 1, 1]), class_names=("a", "b", "c"))
     assert m["confusion_matrix_normalized"] == [[0.6667, 0.3333, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+
+
+def test_bootstrap_interval_is_sklearns_macro_f1_over_resampled_maps():
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 3, 200)
+    y_pred = np.where(rng.random(200) < 0.7, y_true, rng.integers(0, 3, 200))
+    low, high = bootstrap_f1_macro(y_true, y_pred, 3, resamples=120, seed=5)
+    draws = np.random.default_rng(5)  # the same draws, 50 resamples at a time, scored by sklearn
+    scores = [f1_score(y_true[i], y_pred[i], labels=[0, 1, 2], average="macro", zero_division=0)
+              for size in (50, 50, 20) for i in draws.integers(0, 200, size=(size, 200))]
+    assert [low, high] == pytest.approx(np.percentile(scores, [2.5, 97.5]))
+    point = classification_metrics(y_true, y_pred, class_names=("a", "b", "c"))
+    assert low < point["f1_macro"] < high and point["f1_macro_bootstrap_95"] == bootstrap_f1_macro(y_true, y_pred, 3)
+
+
+def test_bootstrap_interval_narrows_with_more_maps_and_is_exact_for_a_perfect_model():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (100, 10_000):
+        y_true = rng.integers(0, 9, n)
+        low, high = bootstrap_f1_macro(y_true, np.where(rng.random(n) < 0.8, y_true, 0), 9)
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 5  # ~1/sqrt(n): 10x narrower for 100x the maps
+    every_class = np.repeat(np.arange(9), 50)
+    assert bootstrap_f1_macro(every_class, every_class, 9) == [1.0, 1.0]
+    assert bootstrap_f1_macro(np.array([], dtype=int), np.array([], dtype=int), 9) is None
