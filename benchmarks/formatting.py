@@ -29,7 +29,7 @@ def fmt_ratio(ratio: dict | None, digits: int = 2) -> str:
     """Geometric mean with its 95 % CI where the n allows one, else the range of the n ratios (what it is)."""
     if not ratio:
         return NOT_MEASURED
-    value = ratio.get("ratio", ratio.get("median"))  # "median": reports written before the geometric mean
+    value = ratio["ratio"]
     if ratio["n"] == 1:  # one pair says nothing of the spread: no ratio is shown
         return NO_RATIO
     if ratio.get("ci95") and ratio["n"] >= MIN_CI_N:
@@ -43,7 +43,7 @@ def fmt_interval(ci: dict | None, unit: str = " µs", digits: int = 0) -> str:
     """mean ± half-width of a t-interval; under MIN_CI_N units, the mean and the range of the units instead."""
     if not ci:
         return NOT_MEASURED
-    if ci["n"] < MIN_CI_N and "range" in ci:  # records from before "range" existed keep their old rendering
+    if ci["n"] < MIN_CI_N:
         low, high = ci["range"]
         return f"{ci['mean']:+.{digits}f}{unit} (range {low:+.{digits}f} to {high:+.{digits}f}, {_n(ci)})"
     return f"{ci['mean']:+.{digits}f}{unit} ± {ci['half_width']:.{digits}f} ({_n(ci)})"

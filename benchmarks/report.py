@@ -11,8 +11,8 @@ from pathlib import Path
 
 from benchmarks import plots
 from benchmarks.formatting import ACC_NAMES, NOT_MEASURED, _table, fmt, fmt_ratio
-from benchmarks.loc import LineCount, by_role, role, total
 from benchmarks.report_cost import answer_first, arms_section, floor_section, gpu_checks_section, like_for_like_section, price_list_section
+from benchmarks.report_loc import loc_roles, loc_section, loc_totals
 from benchmarks.runner import SIDE_NAMES as NAMES
 from benchmarks.runner import SIDES
 from benchmarks.suite import CPU_FLAGS
@@ -25,34 +25,6 @@ CLAIMS = {  # what the tutorial this project grew from says, quoted
     "accuracy": "Accuracy 0.7833, F1 (macro) 0.7591 on its 900-sample dataset",
 }
 CLAIMS_PROFILE = "seed"  # the tutorial's setting (900 synthetic maps, batch 32, up to 30 epochs)
-
-
-def loc_totals(loc: dict) -> dict[str, LineCount]:
-    """Per-package sums of the recorded per-file counts."""
-    return {pkg: total({k: LineCount(**v) for k, v in files.items()}) for pkg, files in loc.items()}
-
-
-def loc_roles(loc: dict) -> dict[str, dict[str, LineCount]]:
-    """Per-side sums of training and measurement code (shared/ has no sides)."""
-    return {pkg: by_role({k: LineCount(**v) for k, v in files.items()}) for pkg, files in loc.items() if pkg != "shared"}
-
-
-def loc_section(loc: dict) -> list[str]:
-    totals, roles = loc_totals(loc), loc_roles(loc)
-    rows = [[path, role(path) if pkg != "shared" else "", c["raw"], c["source"], c["statements"]]
-            for pkg, files in loc.items() for path, c in files.items()]
-    for pkg, t in totals.items():
-        rows += [[f"**{pkg}/ {name}**", name, c.raw, c.source, c.statements] for name, c in roles.get(pkg, {}).items()]
-        rows.append([f"**total {pkg}/**", "", t.raw, t.source, t.statements])
-    p, lt = roles["plain_pytorch"], roles["lightning_impl"]
-    train, measure = (p["training"], lt["training"]), (p["measurement"], lt["measurement"])
-    return ["## Lines of code", _table(rows, ["file", "role", "raw lines", "source lines", "statements"]),
-            f"\nSource lines exclude blanks, comments and docstrings; statements count `ast.stmt` nodes other than "
-            f"docstrings, which line wrapping cannot change. `shared/` is used by both and charged to neither. "
-            f"Measurement code (each side's `recorder.py`: timers and the run record the benchmark reads) is counted "
-            f"apart. Lightning's side has {train[1].source} training source lines against plain PyTorch's "
-            f"{train[0].source} ({train[1].source / max(train[0].source, 1):.2f}x); measurement "
-            f"{measure[1].source} vs {measure[0].source}.\n"]
 
 
 def runtime_section(raw: dict, summary: dict) -> list[str]:
@@ -113,11 +85,6 @@ def blocks_protocol(raw: dict, summary: dict) -> str:
         parts.append(f"{ACC_NAMES[acc]}: {shares}; {warmup} warm-up round(s) at the start of each process's share "
                      f"of a setting (measured, left out), {epochs} epoch(s) per block, {blocks['threads']} thread(s) "
                      "in the worker" + load_note(blocks, raw["machine"]["cores"]))
-    if any(key in blocks_workers(raw) for key in ("plain_b", "lightning")):  # records of the earlier protocol
-        return ("Each side's real `fit(cfg)` ran in its own long-lived worker process (three: plain, Lightning and a "
-                "second plain one for the A/A control), a round one block per arm in a shuffled order; intervals are "
-                "Student t over the rounds (this protocol leaves each process's own speed out of them). "
-                + "; ".join(parts) + ".")
     return ("Both sides' real `fit(cfg)` run in one long-lived worker process (both imported once), a block at a "
             "time: a round runs one block per arm back to back in a shuffled order: plain and Lightning barebones "
             "(`--barebones`), plain again for the A/A control, and with every feature on plain, Lightning matched and "
@@ -135,11 +102,6 @@ def blocks_protocol(raw: dict, summary: dict) -> str:
             f"{MIN_CI_N} units. `step` is the profile's setting, `fixed` a near-zero-cost step (1-channel CNN, 8x8 "
             "maps, batch 1) where the framework's own cost dominates, `sweep ...` settings vary the step's cost. "
             + "; ".join(parts) + ".")
-
-
-def blocks_workers(raw: dict) -> set[str]:
-    """The worker keys of every accelerator's blocks ("g00", ... now; "plain", "plain_b", "lightning" before)."""
-    return {key for entry in raw["accelerators"].values() for key in ((entry.get("blocks") or {}).get("workers") or {})}
 
 
 def load_note(blocks: dict, cores: int) -> str:
