@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
@@ -79,8 +78,12 @@ def aligned_trainer_settings(cfg: TrainConfig, device: torch.device) -> dict:
 def make_trainer(cfg: TrainConfig, device: torch.device, recorder: RunRecorder) -> L.Trainer:
     """The Trainer for cfg: its callbacks and logger are the features cfg.uses."""
     silence_noise(cfg)
-    logger = False if not cfg.uses("tensorboard") else TensorBoardLogger(save_dir=cfg.output_dir, name="tensorboard", version="",
-                                                           default_hp_metric=False)
+    logger = False
+    if cfg.uses("tensorboard"):
+        from lightning.pytorch.loggers import TensorBoardLogger  # imports TensorBoard: only when on
+
+        logger = TensorBoardLogger(save_dir=cfg.output_dir, name="tensorboard", version="",
+                                   default_hp_metric=False)
     return L.Trainer(callbacks=[recorder, *make_callbacks(cfg)], logger=logger, barebones=cfg.barebones,
                      **aligned_trainer_settings(cfg, device))
 
