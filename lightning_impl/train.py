@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
-from lightning_impl.callbacks import make_callbacks
+from lightning_impl.callbacks import RunHistory, make_callbacks
 from lightning_impl.checkpoint import check_weight_shapes, resume_path, stored_config
 from lightning_impl.datamodule import WaferDataModule
 from lightning_impl.module import WaferLightningModel
@@ -75,7 +75,8 @@ def aligned_trainer_settings(cfg: TrainConfig, device: torch.device) -> dict:
     }
 
 
-def make_trainer(cfg: TrainConfig, device: torch.device, recorder: RunRecorder) -> L.Trainer:
+def make_trainer(cfg: TrainConfig, device: torch.device, recorder: RunRecorder,
+                 history: RunHistory) -> L.Trainer:
     """The Trainer for cfg: its callbacks and logger are the features cfg.uses."""
     silence_noise(cfg)
     logger = False
@@ -84,8 +85,8 @@ def make_trainer(cfg: TrainConfig, device: torch.device, recorder: RunRecorder) 
 
         logger = TensorBoardLogger(save_dir=cfg.output_dir, name="tensorboard", version="",
                                    default_hp_metric=False)
-    return L.Trainer(callbacks=[recorder, *make_callbacks(cfg)], logger=logger, barebones=cfg.barebones,
-                     **aligned_trainer_settings(cfg, device))
+    return L.Trainer(callbacks=[recorder, history, *make_callbacks(cfg)], logger=logger,
+                     barebones=cfg.barebones, **aligned_trainer_settings(cfg, device))
 
 
 def fit(cfg: TrainConfig) -> RunResult:
@@ -116,7 +117,8 @@ def _fit(cfg: TrainConfig) -> RunResult:
     if ckpt_path is not None:
         check_weight_shapes(ckpt_path, lit)
     recorder = RunRecorder(device)
-    trainer = make_trainer(cfg, device, recorder)
+    history = RunHistory(recorder)
+    trainer = make_trainer(cfg, device, recorder, history)
     result.world_size = trainer.world_size
     if trainer.is_global_zero:
         print_banner(cfg, splits, result)
@@ -126,15 +128,16 @@ def _fit(cfg: TrainConfig) -> RunResult:
         if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1); the CLI reports it (exit 130)
             raise KeyboardInterrupt from None
         raise
-    finish_fit(result, cfg, recorder, model, trainer)  # first: trainer.test restores the best checkpoint
+    # first: trainer.test restores the best checkpoint, callback states included
+    finish_fit(result, cfg, recorder, history, model, trainer)
     test(cfg, splits, result, trainer, lit, datamodule)
     return result
 
 
-def finish_fit(result: RunResult, cfg: TrainConfig, recorder: RunRecorder, model: nn.Module,
-               trainer: L.Trainer) -> None:
+def finish_fit(result: RunResult, cfg: TrainConfig, recorder: RunRecorder, history: RunHistory,
+               model: nn.Module, trainer: L.Trainer) -> None:
     """Fill in what the run measured: epochs, best score, stop reason, final weights, timings, peak memory."""
-    result.history, result.step_losses = recorder.history, recorder.step_losses
+    result.history, result.step_losses = history.history, history.step_losses
     result.epochs_run = len(result.history)
     result.best_epoch, result.best_score = best_epoch(result.history, cfg)
     stopper = trainer.early_stopping_callback
