@@ -23,8 +23,8 @@ class RunRecorder(L.Callback):
         self.timing: dict[str, float] = {}  # the last epoch's, read by RunHistory
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # the training phase starts here, after Lightning's setup (and, under DDP, after the launch of the
-        # other processes and their data building, which torchrun does before the plain side starts timing)
+        # the training phase starts here, after Lightning's setup (under DDP also after the launch
+        # of the other processes and their data building, which torchrun does before plain's clock)
         synchronize(self.device)
         self._fit_start = time.perf_counter()
 
@@ -33,12 +33,12 @@ class RunRecorder(L.Callback):
         self.fit_seconds = time.perf_counter() - self._fit_start
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # the plain side starts its clock before its loop asks the loader for the first batch; so do we
+        # the plain side starts its clock before its loop asks the loader for a batch; so do we
         synchronize(self.device)
         self._epoch_start, self._epoch_start_cpu = time.perf_counter(), time.process_time()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
         if self.first_step_unix is None:
             synchronize(self.device)
             self.first_step_unix = time.time()
@@ -48,6 +48,6 @@ class RunRecorder(L.Callback):
     def end_of_training_batches(self) -> dict[str, float]:
         """The epoch's training-loop time, before validation."""
         synchronize(self.device)
-        # wall time, and this process's CPU time (all threads): steadier than wall time on a shared machine
+        # wall time, and this process's CPU time (all threads): steadier on a shared machine
         return {"train_seconds": time.perf_counter() - self._epoch_start,
                 "train_cpu_seconds": time.process_time() - self._epoch_start_cpu}
