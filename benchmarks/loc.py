@@ -53,7 +53,7 @@ def count_source(text: str) -> LineCount:
 
 
 def role(path: str) -> str:
-    """'measurement' for a side's recorder module (timers, the run record), 'training' for the rest."""
+    """'measurement' for a side's recorder module (timers only), 'training' for the rest."""
     return "measurement" if Path(path).name in MEASUREMENT_FILES else "training"
 
 

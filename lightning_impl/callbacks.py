@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from typing import Any
+
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
+from lightning_impl.recorder import RunRecorder
 from shared.config import BAR_REFRESH_STEPS, TrainConfig
+from shared.runtime import non_finite_loss
 
 
 def make_callbacks(cfg: TrainConfig) -> list[L.Callback]:
@@ -58,3 +64,57 @@ class StepLossBar(TQDMProgressBar):
 
     def init_test_tqdm(self) -> Tqdm:
         return Tqdm(disable=True)
+
+
+class RunHistory(L.Callback):
+    """Step losses and per-epoch history; stops on a non-finite loss; stateful, for exact resume."""
+
+    def __init__(self, recorder: RunRecorder) -> None:
+        self.recorder = recorder
+        self.history: list[dict] = []
+        self.step_losses: list[float] = []
+        self._epoch_losses: list[torch.Tensor] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_losses = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        self._epoch_losses.append(outputs["loss"].detach())  # stays on the device: no sync here
+        if batch_idx + 1 == trainer.num_training_batches:
+            self.end_of_training_batches(trainer)
+
+    def end_of_training_batches(self, trainer: L.Trainer) -> None:
+        """Fetch the epoch's losses (one sync); stop on a non-finite one, before any save."""
+        # This runs before validation, so before EarlyStopping and ModelCheckpoint (both act in
+        # on_train_epoch_end, after validation). Lightning alone would not protect the checkpoints:
+        # EarlyStopping(check_finite=True) only sees the monitored *validation* value, and in the
+        # same hook ModelCheckpoint still saves while it holds fewer than save_top_k files
+        # (check_monitor_top_k returns True, _update_best_and_save maps NaN to +-inf), rewriting
+        # last.ckpt with NaN weights.
+        losses = torch.stack(self._epoch_losses).float().cpu().tolist()
+        self.step_losses.extend(losses)
+        bad = [i for i, loss in enumerate(losses) if not math.isfinite(loss)]
+        if bad:
+            checkpoints = trainer.checkpoint_callback
+            folder = Path(checkpoints.dirpath) if checkpoints else None
+            raise non_finite_loss(trainer.current_epoch, folder, f" (step {bad[0]} of the epoch)")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # runs after validation: callback_metrics holds this epoch's means as self.log reduced them;
+        # the module's own means win, as they exist in barebones too, where nothing is logged
+        metrics = {**trainer.callback_metrics, **pl_module.epoch_metrics}
+        entry = {"epoch": trainer.current_epoch}
+        for name in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            # None in barebones with --lightning-defaults
+            entry[name] = float(metrics[name]) if name in metrics else None
+        entry["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        entry.update(self.recorder.timing)
+        self.history.append(entry)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "step_losses": self.step_losses}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict["history"])
+        self.step_losses = list(state_dict["step_losses"])

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
-from lightning_impl.callbacks import make_callbacks
+from lightning_impl.callbacks import RunHistory, make_callbacks
 from lightning_impl.checkpoint import check_weight_shapes, resume_path, stored_config
 from lightning_impl.datamodule import WaferDataModule
 from lightning_impl.module import WaferLightningModel
@@ -33,20 +32,23 @@ IMPLEMENTATION = "lightning_impl"
 
 
 def _drop_advert(record: logging.LogRecord) -> bool:
-    # the advert, and Ctrl-C's "attempting graceful shutdown" (the CLI prints its own one line for that)
-    return "litlogger" not in record.getMessage() and "Detected KeyboardInterrupt" not in record.getMessage()
+    # the advert, and Ctrl-C's "attempting graceful shutdown" (the CLI prints its own line for that)
+    message = record.getMessage()
+    return "litlogger" not in message and "Detected KeyboardInterrupt" not in message
 
 
 def silence_noise(cfg: TrainConfig) -> None:
-    """Drop the messages Lightning prints that say nothing about this run; every other warning stays."""
+    """Drop the messages Lightning prints that say nothing about this run; other warnings stay."""
     # an advertisement printed by every Trainer(...)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_advert)
-    # Lightning 2.6's own use of a torch API deprecated since; nothing a user of this script can change
-    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+    # Lightning 2.6's own use of a torch API deprecated since; nothing a user here can change
+    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            FutureWarning)
     if cfg.resume is not None:  # ModelCheckpoint's, on the folder a resume continues: expected
         warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
-    if cfg.num_workers == 0:  # the deliberate default: in-memory tensors, the same loaders as the plain side
-        warnings.filterwarnings("ignore", r"The '\w+' does not have many workers", PossibleUserWarning)
+    if cfg.num_workers == 0:  # the deliberate default: in-memory tensors, the plain side's loaders
+        warnings.filterwarnings("ignore", r"The '\w+' does not have many workers",
+                                PossibleUserWarning)
 
 
 def aligned_trainer_settings(cfg: TrainConfig, device: torch.device) -> dict:
@@ -60,34 +62,41 @@ def aligned_trainer_settings(cfg: TrainConfig, device: torch.device) -> dict:
         "check_val_every_n_epoch": 1,  # validate after every epoch, as the plain loop does
         # the plain side has no sanity check; it would also run validation steps before epoch 0
         "num_sanity_val_steps": 0,
-        # the shared train sampler already is a seeded DistributedSampler for this rank; Lightning's own
-        # would reshuffle with its seed and also shard val/test, which the plain side evaluates whole
+        # the shared train sampler already is a seeded DistributedSampler for this rank; Lightning's
+        # own would reshuffle with its seed and shard val/test, which the plain side evaluates whole
         "use_distributed_sampler": False,
-        "log_every_n_steps": None if cfg.barebones else cfg.log_every_n_steps,  # barebones rejects a value
+        # barebones rejects a value
+        "log_every_n_steps": None if cfg.barebones else cfg.log_every_n_steps,
         # without these the Trainer would add a default ModelCheckpoint / progress bar of its own
         "enable_checkpointing": None if cfg.barebones else cfg.uses("checkpoints"),
         "enable_progress_bar": None if cfg.barebones else cfg.uses("progress_bar"),
-        # the flags apply_torch_settings already set; "warn" = warn_only=True there (Lightning also sets
-        # CUBLAS_WORKSPACE_CONFIG when deterministic, which the plain side does not)
+        # the flags apply_torch_settings already set; "warn" = warn_only=True there (Lightning also
+        # sets CUBLAS_WORKSPACE_CONFIG when deterministic, which the plain side does not)
         "deterministic": "warn" if cfg.deterministic else False,
         "benchmark": not cfg.deterministic,
         "enable_model_summary": False,  # both banners print the parameter count instead
-        "default_root_dir": cfg.output_dir,  # Lightning would otherwise write ./lightning_logs in the caller's folder
+        # Lightning would otherwise write ./lightning_logs in the caller's folder
+        "default_root_dir": cfg.output_dir,
     }
 
 
-def make_trainer(cfg: TrainConfig, device: torch.device, recorder: RunRecorder) -> L.Trainer:
+def make_trainer(cfg: TrainConfig, device: torch.device, recorder: RunRecorder,
+                 history: RunHistory) -> L.Trainer:
     """The Trainer for cfg: its callbacks and logger are the features cfg.uses."""
     silence_noise(cfg)
-    logger = False if not cfg.uses("tensorboard") else TensorBoardLogger(save_dir=cfg.output_dir, name="tensorboard", version="",
-                                                           default_hp_metric=False)
-    return L.Trainer(callbacks=[recorder, *make_callbacks(cfg)], logger=logger, barebones=cfg.barebones,
-                     **aligned_trainer_settings(cfg, device))
+    logger = False
+    if cfg.uses("tensorboard"):
+        from lightning.pytorch.loggers import TensorBoardLogger  # imports TensorBoard: only when on
+
+        logger = TensorBoardLogger(save_dir=cfg.output_dir, name="tensorboard", version="",
+                                   default_hp_metric=False)
+    return L.Trainer(callbacks=[recorder, history, *make_callbacks(cfg)], logger=logger,
+                     barebones=cfg.barebones, **aligned_trainer_settings(cfg, device))
 
 
 def fit(cfg: TrainConfig) -> RunResult:
-    """Train with early stopping and checkpoints, then test the best weights (one process per device)."""
-    with claim_output_dir(cfg):  # refuses a file, a folder in use or another run's folder, before any work
+    """Train, stop early, checkpoint, then test the best weights (one process per device)."""
+    with claim_output_dir(cfg):  # refuses a file, a busy folder, another run's, before any work
         return _fit(cfg)
 
 
@@ -102,55 +111,60 @@ def _fit(cfg: TrainConfig) -> RunResult:
     splits = datamodule.splits
     seed_everything(cfg.seed)
     model = build_model(cfg)
-    result = RunResult(IMPLEMENTATION, cfg.to_dict(), str(device), num_parameters=count_parameters(model),
+    result = RunResult(IMPLEMENTATION, cfg.to_dict(), str(device),
+                       num_parameters=count_parameters(model),
                        initial_weights_sha256=state_digest(model), data_skipped=splits.skipped)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if cfg.compile:  # in place: the state_dict keys stay WaferCNN's, so checkpoints load into an uncompiled one
+    if cfg.compile:  # in place: the state_dict keys stay WaferCNN's, for an uncompiled one
         model.compile(mode=cfg.compile_mode)
     lit = WaferLightningModel(model, cfg, splits.class_weights if cfg.class_weights else None,
                               experiment_facts(cfg, world_size))
     if ckpt_path is not None:
         check_weight_shapes(ckpt_path, lit)
     recorder = RunRecorder(device)
-    trainer = make_trainer(cfg, device, recorder)
+    history = RunHistory(recorder)
+    trainer = make_trainer(cfg, device, recorder, history)
     result.world_size = trainer.world_size
     if trainer.is_global_zero:
         print_banner(cfg, splits, result)
     try:
         trainer.fit(lit, datamodule=datamodule, ckpt_path=ckpt_path)
     except SystemExit:
-        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1); the CLI reports it (exit 130)
+        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1); the CLI exits 130
             raise KeyboardInterrupt from None
         raise
-    finish_fit(result, cfg, recorder, model, trainer)  # first: trainer.test restores the best checkpoint
+    # first: trainer.test restores the best checkpoint, callback states included
+    finish_fit(result, cfg, recorder, history, model, trainer)
     test(cfg, splits, result, trainer, lit, datamodule)
     return result
 
 
-def finish_fit(result: RunResult, cfg: TrainConfig, recorder: RunRecorder, model: nn.Module,
-               trainer: L.Trainer) -> None:
-    """Fill in what the run measured: epochs, best score, stop reason, final weights, timings, peak memory."""
-    result.history, result.step_losses = recorder.history, recorder.step_losses
+def finish_fit(result: RunResult, cfg: TrainConfig, recorder: RunRecorder, history: RunHistory,
+               model: nn.Module, trainer: L.Trainer) -> None:
+    """Fill in what the run measured: epochs, best score, stop reason, weights, timings, memory."""
+    result.history, result.step_losses = history.history, history.step_losses
     result.epochs_run = len(result.history)
     result.best_epoch, result.best_score = best_epoch(result.history, cfg)
     stopper = trainer.early_stopping_callback
-    result.stop_reason = "early_stopping" if stopper is not None and stopper.stopped_epoch > 0 else "max_epochs"
+    stopped = stopper is not None and stopper.stopped_epoch > 0
+    result.stop_reason = "early_stopping" if stopped else "max_epochs"
     result.first_step_unix, result.fit_seconds = recorder.first_step_unix, recorder.fit_seconds
-    result.final_weights_sha256 = replica_digest(model)  # before trainer.test loads the best checkpoint
+    result.final_weights_sha256 = replica_digest(model)  # before trainer.test loads the best one
     if trainer.strategy.root_device.type == "cuda":
-        result.peak_cuda_memory_bytes = torch.cuda.max_memory_allocated(trainer.strategy.root_device)
+        device = trainer.strategy.root_device
+        result.peak_cuda_memory_bytes = torch.cuda.max_memory_allocated(device)
     result.steps_per_epoch = int(trainer.num_training_batches)
 
 
-def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, trainer: L.Trainer, lit: WaferLightningModel,
-         datamodule: WaferDataModule) -> None:
-    """Test the best checkpoint's weights (the final ones without checkpoints); write metrics.json and plots."""
+def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, trainer: L.Trainer,
+         lit: WaferLightningModel, datamodule: WaferDataModule) -> None:
+    """Test the best checkpoint's weights (else the final ones); write metrics.json and plots."""
     checkpoint = trainer.checkpoint_callback  # the best-k one (the last.ckpt one is listed second)
     # what ckpt_path="best" loads, named: "best" would warn that there are two ModelCheckpoints
     best = checkpoint.best_model_path if checkpoint else None
     trainer.test(lit, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-    if trainer.is_global_zero:  # every rank tests (the Trainer's test loop is collective); rank 0 writes
+    if trainer.is_global_zero:  # every rank tests (the test loop is collective); rank 0 writes
         y_true, y_pred = lit.test_predictions()
         finish_run(result, cfg, splits.test.tensors[0], y_true, y_pred)
 

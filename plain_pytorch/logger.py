@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 from shared.config import BAR_REFRESH_STEPS, TrainConfig
 
@@ -26,6 +29,8 @@ class TrainLogger:
         self.bar: tqdm | None = None
         self.writer: SummaryWriter | None = None
         if is_main and cfg.uses("tensorboard"):
+            from torch.utils.tensorboard import SummaryWriter  # TensorBoard's import costs ~1 s; only when on
+
             # purge_step hides what a killed run logged after its last checkpoint
             self.writer = SummaryWriter(log_dir=str(Path(cfg.output_dir) / "tensorboard"), purge_step=global_step or None)
 

@@ -1,4 +1,4 @@
-"""Measurement, not training: the timings a RunResult needs, taken at the points Lightning's RunRecorder uses."""
+"""Measurement, not training: the timings a RunResult needs, where Lightning's are taken."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from shared.runtime import synchronize
 
 
 class RunRecorder:
-    """Fit and per-epoch training-loop times and the first step's time; the hook names are the Lightning side's."""
+    """Fit and per-epoch training-loop times and the first step's time, in Lightning's hooks."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -24,7 +24,7 @@ class RunRecorder:
         self._fit_start = time.perf_counter()
 
     def on_train_end(self) -> None:
-        # this process's epochs only: a resumed run does not count the time spent before the interruption
+        # this process's epochs only: a resumed run does not count the time before the interruption
         synchronize(self.device)
         self.fit_seconds = time.perf_counter() - self._fit_start
 
@@ -40,6 +40,6 @@ class RunRecorder:
     def end_of_training_batches(self) -> dict[str, float]:
         """The epoch's training-loop time, before validation."""
         synchronize(self.device)
-        # wall time, and this process's CPU time (all threads): steadier than wall time on a shared machine
+        # wall time, and this process's CPU time (all threads): steadier on a shared machine
         return {"train_seconds": time.perf_counter() - self._epoch_start,
                 "train_cpu_seconds": time.process_time() - self._epoch_start_cpu}

@@ -1,7 +1,7 @@
-"""Train WaferCNN with a hand-written PyTorch loop: `python -m plain_pytorch.train [flags]` (see --help).
+"""Train WaferCNN with a hand-written PyTorch loop: `python -m plain_pytorch.train [flags]` (--help)
 
-Every step the Trainer takes on the Lightning side is written out here; each block it replaces is marked
-`# Lightning: <what replaces it>`. Read it next to lightning_impl/train.py.
+Every step the Trainer takes on the Lightning side is written out here; each block it replaces is
+marked `# Lightning: <what replaces it>`. Read it next to lightning_impl/train.py.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ IMPLEMENTATION = "plain_pytorch"
 
 
 def fit(cfg: TrainConfig) -> RunResult:
-    """Train with early stopping and checkpoints, then test the best weights (one process per device)."""
-    world = init_distributed(cfg)  # Lightning: Trainer(strategy="ddp") launches and joins the processes
+    """Train, stop early, checkpoint, then test the best weights (one process per device)."""
+    world = init_distributed(cfg)  # Lightning: Trainer(strategy="ddp") starts the processes
     try:
-        with claim_output_dir(cfg):  # refuses a file, a folder in use or another run's folder, before any work
+        with claim_output_dir(cfg):  # refuses a file, a busy folder, another run's, before any work
             result = _fit(cfg, world)
         wait_for_all(world)  # no rank leaves the process group while rank 0 still tests
         return result
@@ -50,22 +50,26 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
     splits = split_dataset(cfg)
     seed_everything(cfg.seed)
     model = build_model(cfg)
-    result = RunResult(IMPLEMENTATION, cfg.to_dict(), str(device), world.size, count_parameters(model),
-                       initial_weights_sha256=state_digest(model), data_skipped=splits.skipped)
+    result = RunResult(IMPLEMENTATION, cfg.to_dict(), str(device), world.size,
+                       count_parameters(model), initial_weights_sha256=state_digest(model),
+                       data_skipped=splits.skipped)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = model.to(device, non_blocking=True)  # Lightning: the Trainer moves the model
     # Lightning: WaferLightningModel's criterion and configure_optimizers
-    criterion = nn.CrossEntropyLoss(weight=splits.class_weights.to(device) if cfg.class_weights else None,
-                                    label_smoothing=cfg.label_smoothing)
+    weight = splits.class_weights.to(device) if cfg.class_weights else None
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # Lightning: WaferDataModule
-    train_loader, val_loader, test_loader = make_dataloaders(cfg, splits, world.rank, world.size,
-                                                             pin_memory=device.type == "cuda", device=device)
-    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * len(train_loader))  # Lightning: configure_optimizers
+    train_loader, val_loader, test_loader = make_dataloaders(
+        cfg, splits, world.rank, world.size, pin_memory=device.type == "cuda", device=device)
+    # Lightning: configure_optimizers
+    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * len(train_loader))
     result.steps_per_epoch = len(train_loader)
     stopper, saver = make_callbacks(cfg, world)
-    start_epoch = restore(ckpt_path, model, optimizer, scheduler, stopper, saver, result) if ckpt_path else 0
+    start_epoch = 0
+    if ckpt_path:
+        start_epoch = restore(ckpt_path, model, optimizer, scheduler, stopper, saver, result)
     net = wrap_model(model, cfg, world)  # Lightning: the strategy's DDP wrapper, and compile
     recorder = RunRecorder(device)
     if world.is_main:
@@ -74,34 +78,36 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
             print(f"resuming at epoch {start_epoch} from {ckpt_path}")
     logger = TrainLogger(cfg, device, world.is_main, global_step=len(result.step_losses))
     try:
-        run_epochs(cfg, world, model, net, (train_loader, val_loader), criterion, optimizer, scheduler, stopper,
-                   saver, logger, recorder, result, start_epoch)
+        run_epochs(cfg, world, model, net, (train_loader, val_loader), criterion, optimizer,
+                   scheduler, stopper, saver, logger, recorder, result, start_epoch)
     finally:
         logger.close()
     finish_fit(result, cfg, recorder, model, stopper, world)
-    if world.is_main:  # rank 0 tests alone: the others need not read its checkpoint files (multi-node)
+    if world.is_main:  # rank 0 tests alone: the others need not read its checkpoints (multi-node)
         test(cfg, splits, result, model, test_loader, criterion, device, saver)
     return result
 
 
 def finish_fit(result: RunResult, cfg: TrainConfig, recorder: RunRecorder, model: nn.Module,
                stopper: EarlyStopping | None, world: World) -> None:
-    """Fill in what the run measured: epochs, best score, stop reason, final weights, timings, peak memory."""
+    """Fill in what the run measured: epochs, best score, stop reason, weights, timings, memory."""
     result.epochs_run = len(result.history)
     result.best_epoch, result.best_score = best_epoch(result.history, cfg)
-    result.stop_reason = "early_stopping" if stopper is not None and stopper.should_stop else "max_epochs"
+    stopped = stopper is not None and stopper.should_stop
+    result.stop_reason = "early_stopping" if stopped else "max_epochs"
     result.first_step_unix, result.fit_seconds = recorder.first_step_unix, recorder.fit_seconds
     result.final_weights_sha256 = replica_digest(model)
     if world.device.type == "cuda":
         result.peak_cuda_memory_bytes = torch.cuda.max_memory_allocated(world.device)
 
 
-def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, model: nn.Module, loader, criterion: nn.Module,
-         device: torch.device, saver: CheckpointSaver | None) -> None:
-    """Test the best checkpoint's weights (the final ones without checkpoints); write metrics.json and plots."""
-    if saver is not None and saver.best_path is not None:  # Lightning: trainer.test(ckpt_path="best")
+def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, model: nn.Module, loader,
+         criterion: nn.Module, device: torch.device, saver: CheckpointSaver | None) -> None:
+    """Test the best checkpoint's weights (else the final ones); write metrics.json and plots."""
+    # Lightning: trainer.test(ckpt_path="best")
+    if saver is not None and saver.best_path is not None:
         model.load_state_dict(load_checkpoint(saver.best_path)["model"])
-    # the bare model, not the DDP wrapper: only this rank runs it, and DDP's forward may start a collective
+    # the bare model, not the DDP wrapper: only this rank runs it; DDP's forward may sync ranks
     _, y_true, y_pred = evaluate(model, loader, criterion, device, cfg)
     finish_run(result, cfg, splits.test.tensors[0], y_true, y_pred)
 

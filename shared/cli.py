@@ -17,6 +17,21 @@ from shared.errors import ConfigError, TrainingError, WaferBenchError
 from shared.outputs import TRAINING_OUTPUTS, check_output_folder, existing_outputs, is_global_rank_zero
 from shared.results import RunResult, per_class_table, summary_lines
 
+# --help lists the flags in three groups; a field named in neither tuple is part of the experiment
+RUN_FIELDS = ("num_workers", "accelerator", "devices", "num_nodes", "strategy", "precision", "channels_last",
+              "compile", "compile_mode", "data_on_device", "deterministic", "log_every_n_steps", "output_dir",
+              "overwrite", "resume")
+FEATURE_FIELDS = ("early_stopping", "checkpoints", "tensorboard", "progress_bar", "barebones", "lightning_defaults",
+                  "plots")
+GROUPS = {"experiment": "what is trained: data, model, optimisation, early stopping and checkpoint ranking",
+          "run": "where and how this process runs: hardware, precision, speed, outputs, resume",
+          "features": "the parts of a full run, each of which can be switched off alone"}
+
+
+def group_of(name: str) -> str:
+    """The --help group of a TrainConfig field."""
+    return "run" if name in RUN_FIELDS else "features" if name in FEATURE_FIELDS else "experiment"
+
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -33,6 +48,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """A parser with one flag per TrainConfig field; booleans get --x/--no-x; only the flags given are parsed."""
     parser = OneLineErrorParser(prog=prog, description=description)
+    groups = {title: parser.add_argument_group(title, text) for title, text in GROUPS.items()}
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         kind = hints[f.name]
@@ -43,7 +59,7 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
         else:
             kwargs["type"] = str if kind == (str | None) else kind
             kwargs["metavar"] = "|".join(f.metadata["choices"]) if "choices" in f.metadata else f.name.upper()
-        parser.add_argument(_flag(f.name), **kwargs)
+        groups[group_of(f.name)].add_argument(_flag(f.name), **kwargs)
     return parser
 
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
-from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from shared.config import CLASS_NAMES, TrainConfig
@@ -83,6 +81,9 @@ def split_dataset(cfg: TrainConfig) -> WaferSplits:
     On a real file the per-class cap (--samples-per-class) thins the training split alone: validation and
     test keep the class mix a fab sees, so their metrics say how the model does on real wafers.
     """
+    from sklearn.model_selection import train_test_split  # here, not at the top: ~1 s of start-up
+    from sklearn.utils.class_weight import compute_class_weight
+
     maps = load_maps(cfg)
     idx = np.arange(len(maps.labels))
     try:

@@ -15,8 +15,6 @@ from tabulate import tabulate
 
 from shared.config import TrainConfig
 from shared.data import WaferSplits, class_mix, describe
-from shared.metrics import classification_metrics
-from shared.plots import plot_confusion_matrix, plot_sample_predictions
 from shared.runtime import atomic_write_text
 
 SAMPLE_GRID = 18  # maps in sample_predictions.png
@@ -66,11 +64,15 @@ def _finite(obj):
 def finish_run(result: RunResult, cfg: TrainConfig, inputs: torch.Tensor, y_true: torch.Tensor,
                y_pred: torch.Tensor) -> RunResult:
     """Compute test metrics, write metrics.json and (with cfg.plots) both PNGs into cfg.output_dir; return the result."""
+    from shared.metrics import classification_metrics  # sklearn and matplotlib: imported when a run ends, not at start
+
     y_true_np, y_pred_np = y_true.cpu().numpy(), y_pred.cpu().numpy()
     result.test_class_mix = class_mix(cfg)
     result.test = classification_metrics(y_true_np, y_pred_np)
     out = Path(cfg.output_dir)
     if cfg.plots:
+        from shared.plots import plot_confusion_matrix, plot_sample_predictions
+
         plot_confusion_matrix(result.test["confusion_matrix"], out / "confusion_matrix.png",
                               title=f"{result.implementation}: confusion matrix ({result.scored_split})")
         pick = np.random.default_rng(cfg.seed).choice(len(y_true_np), size=min(SAMPLE_GRID, len(y_true_np)),

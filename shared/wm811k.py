@@ -13,15 +13,18 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from shared.config import CLASS_NAMES
 from shared.errors import DataError
 from shared.runtime import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("waferMap", "failureType")
@@ -79,6 +82,8 @@ def _load_whole(fh, unpickler: pickle.Unpickler) -> object:
 
 def read_lswmd(path: str | Path) -> pd.DataFrame:
     """Open an LSWMD-format pickle, including the original Python-2-era file under modern pandas."""
+    import pandas as pd  # only a real file needs it (~0.5 s to import)
+
     path = Path(path)
     try:
         frame = _unpickle(path)

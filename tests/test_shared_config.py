@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from shared.cli import build_parser, parse_config
+from shared.cli import FEATURE_FIELDS, GROUPS, RUN_FIELDS, build_parser, group_of, parse_config
 from shared.config import TrainConfig
 
 
@@ -170,3 +170,17 @@ def test_experiment_facts_name_the_data_by_content_and_count_the_processes(tmp_p
     assert experiment_changes(stored, relative, experiment_facts(relative, 2))[0].startswith(f"data={cfg.data!r} sha256 ")
     older = cfg.to_dict()  # a checkpoint from before the facts were stored: its data is its path
     assert experiment_changes(older, relative, experiment_facts(relative, 1)) == [f"data={cfg.data!r} (now 'a.pkl')"]
+
+
+def test_help_lists_each_flag_under_its_group(capsys):
+    assert set(RUN_FIELDS + FEATURE_FIELDS) <= {f.name for f in dataclasses.fields(TrainConfig)}
+    with pytest.raises(SystemExit):
+        parse_config("prog", "d", ["--help"])
+    text = capsys.readouterr().out.split("\noptions:\n", 1)[1]  # after the usage block, which lists every flag
+    starts = {title: text.index(f"\n{title}:\n") for title in GROUPS}
+    assert list(starts) == sorted(starts, key=starts.get)  # experiment, run, features
+    ends = dict(zip(GROUPS, [*list(starts.values())[1:], len(text)]))
+    for f in dataclasses.fields(TrainConfig):
+        section = text[starts[group_of(f.name)]:ends[group_of(f.name)]]
+        assert re.search(r"\n  --" + re.escape(f.name.replace("_", "-")) + r"\b", section), f.name
+    assert group_of("seed") == "experiment" and group_of("resume") == "run" and group_of("plots") == "features"
