@@ -125,6 +125,12 @@ class Worker:
             raise RuntimeError(f"worker exited ({err}); see {self.log.name}") from None
         return json.loads(self._read())
 
+    def floor(self, flags: list[str]) -> dict:
+        """The device's own time per step for these flags, measured in this worker (benchmarks/floor.py)."""
+        self.proc.stdin.write(json.dumps({"floor": flags}) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self._read())
+
     def _reap(self, patience_s: float = 5.0) -> dict:
         """Wait for the child (once) and keep its exit status and its own CPU time (wait4 rusage) over its life."""
         if self.reaped is None:
@@ -185,7 +191,7 @@ def start_worker(threads: int, log_path: Path, timeout_s: float) -> Callable[[],
 
 def run_settings(settings: list[Setting], base_flags: list[str], threads: int, work_dir: Path, seed: int,
                  timeout_s: float, say: Callable[[str], None] = print, warmup_rounds: int = 0,
-                 prefetch: bool = False) -> dict:
+                 prefetch: bool = False, floors: dict[str, list[str]] | None = None) -> dict:
     """Every setting's rounds, generation by generation; a failed block is recorded and the rounds go on.
 
     Generation g is a fresh worker process that runs, for every setting with more than g generations, its share
@@ -194,8 +200,11 @@ def run_settings(settings: list[Setting], base_flags: list[str], threads: int, w
     one-off costs (on a GPU: lazy CUDA module loading, cuDNN autotuning, 60-300 ms a step against 3-5 ms after).
     With `prefetch` the next generation's worker imports while this one measures: for a many-core host, where a
     worker's start (25 s on the H200 host) would otherwise be most of a short GPU lease; never on a 2-core VM.
+    `floors` (setting name -> full flags): after its blocks each worker measures those settings' floor, so the
+    floor shares the blocks' process speed.
     """
-    out = {"threads": threads, "warmup_rounds": warmup_rounds, "prefetch": prefetch, "settings": {}, "workers": {}}
+    out = {"threads": threads, "warmup_rounds": warmup_rounds, "prefetch": prefetch, "settings": {}, "workers": {},
+           "floors": {name: [] for name in floors or {}}}
     rng = random.Random(seed)
     for s in settings:
         out["settings"][s.name] = {"flags": [*base_flags, *s.flags], "arms": [a.name for a in s.arms],
@@ -220,6 +229,9 @@ def run_settings(settings: list[Setting], base_flags: list[str], threads: int, w
                 if g < s.generations:
                     _run_share(s, g, warmup_rounds, base_flags, worker, work_dir, rng, say,
                                out["settings"][s.name]["blocks"])
+            for s in settings:
+                if s.name in (floors or {}) and g < s.generations:
+                    out["floors"][s.name].append({"generation": g, **worker.floor(floors[s.name])})
         except Exception as err:  # the worker died: recorded, the next generation goes on
             errors.append(f"generation {g}: {type(err).__name__}: {err}"[:300])
         finally:

@@ -13,7 +13,6 @@ import time
 import torch
 import torch.nn.functional as F
 
-from shared.cli import parse_config
 from shared.config import TrainConfig
 from shared.model import build_model
 
@@ -83,15 +82,3 @@ def cpu_floor(cfg: TrainConfig, steps: int = 50, threads: int = 1) -> dict:
         torch.set_num_threads(before)
     return {"us_per_step": 1e6 * used / steps, "steps": steps,
             "method": f"eager loop on one fixed batch, process CPU time, {threads} thread(s)"}
-
-
-def step_floors(settings: dict[str, list[str]], accelerator: str, threads: int = 1) -> dict[str, dict]:
-    """The floor of each block setting's configuration (its flags), keyed by setting name."""
-    out = {}
-    for name, flags in settings.items():
-        cfg = parse_config("floor", "", [*flags, "--output-dir", "unused"])
-        try:
-            out[name] = gpu_floor(cfg) if accelerator == "gpu" else cpu_floor(cfg, threads=threads)
-        except Exception as err:  # recorded: a floor that cannot be taken leaves its column empty
-            out[name] = {"error": f"{type(err).__name__}: {err}"[:300]}
-    return out

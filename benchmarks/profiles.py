@@ -45,7 +45,7 @@ class Blocks:
     # thread's CPU time is what the step itself costs, whatever else the machine runs
     threads: int = 1
     fixed_samples_per_class: int = 20  # the near-zero-cost setting: 126 steps per epoch at batch 1
-    feature_rounds: int = 6  # the features setting: 14 arms (barebones, full, full without each feature, cosine)
+    feature_rounds: int = 12  # the price list: 19 arms (barebones, full, full without each feature, cosine; 3 sides)
     sweep: tuple[tuple[str, ...], ...] = ()  # extra settings for ratio vs step time (Lightning, plain only)
     sweep_rounds: int = 3
     fixed: bool = True  # the near-zero-cost step's ratio and fixed cost

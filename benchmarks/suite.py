@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 
 from benchmarks.blocks import FASTEST_ARMS, FEATURE_ARMS, RATIO_ARMS, STEP_ARMS, Setting, run_settings
-from benchmarks.floor import step_floors
 from benchmarks.loc import count_package
 from benchmarks.mfu import device_peak, matmul_ceiling
 from benchmarks.profiles import REAL_DATA_ENV, TINY_FLAGS, Profile
@@ -144,7 +143,8 @@ def run_blocks(profile: Profile, accelerator: str, work_dir: Path, say: Callable
     """The block protocol on long-lived workers, each with the profile's (equal) thread count."""
     b = profile.blocks_for(accelerator)
     return run_settings(block_settings(profile, accelerator), block_flags(profile, accelerator), b.threads, work_dir,
-                        profile.base_seed, profile.timeout_s, say, b.warmup_rounds, prefetch=b.prefetch)
+                        profile.base_seed, profile.timeout_s, say, b.warmup_rounds, prefetch=b.prefetch,
+                        floors=floor_settings(profile, accelerator))
 
 
 def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
@@ -176,9 +176,6 @@ def run_suite(profile: Profile, accelerators: list[str], work_dir: Path,
         if profile.blocks_for(acc) is not None:
             say(f"[{acc}] interleaved blocks")
             entry["blocks"] = run_blocks(profile, acc, work_dir / acc / "blocks", say)
-            save(raw)
-            entry["floors"] = _soft(lambda a: step_floors(floor_settings(profile, a), a,
-                                                          profile.blocks_for(a).threads), acc)
             save(raw)
         records = plan(profile, acc)
         for i, record in enumerate(records):

@@ -54,6 +54,22 @@ def run_block(fit, flags: list[str]) -> dict:
             "block_cpu_seconds": _cpu_seconds() - cpu}
 
 
+def run_floor(flags: list[str]) -> dict:
+    """The floor of one setting's configuration (benchmarks/floor.py), or its error."""
+    import torch
+
+    from benchmarks.floor import cpu_floor, gpu_floor
+    from shared.cli import parse_config
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            cfg = parse_config("worker", "", [*flags, "--output-dir", "unused"])
+        gpu = cfg.accelerator == "gpu" and torch.cuda.is_available()
+        return {"ok": True, **(gpu_floor(cfg) if gpu else cpu_floor(cfg, threads=torch.get_num_threads()))}
+    except (Exception, SystemExit) as err:
+        return {"ok": False, "error": f"{type(err).__name__}: {err}"[:300]}
+
+
 def main() -> None:
     import torch
 
@@ -69,6 +85,9 @@ def main() -> None:
     for line in sys.stdin:
         try:
             request = json.loads(line)
+            if "floor" in request:  # the step's own time, in this process: the blocks' speed is this process's
+                print(json.dumps(run_floor(request["floor"])), file=out, flush=True)
+                continue
             if request.get("side") not in fits:
                 raise ValueError(f"unknown side {request.get('side')!r} (one of {', '.join(sorted(fits))})")
             reply = run_block(fits[request["side"]], request["flags"])

@@ -373,8 +373,12 @@ def test_blocks_run_both_sides_in_each_fresh_worker_process(tmp_path) -> None:
     settings = [Setting("step", (), RATIO_ARMS, 2, generations=2),
                 Setting("bad", (), (Arm("lightning", "lightning", ("--epochs", "0")),), 1)]
     out = run_settings(settings, BLOCK_FLAGS, 1, tmp_path, seed=1, timeout_s=120, say=lambda _: None, warmup_rounds=1,
-                       prefetch=True)  # the second worker imports while the first measures; the results are the same
-    assert "error" not in out and sorted(out["workers"]) == ["g00", "g01"]
+                       prefetch=True,  # the second worker imports while the first measures; the results are the same
+                       floors={"step": BLOCK_FLAGS})
+    assert "error" not in out
+    floors = out["floors"]["step"]  # each worker measured the step's floor after its blocks
+    assert [f["generation"] for f in floors] == [0, 1] and all(f["ok"] and f["us_per_step"] > 0 for f in floors)
+    assert sorted(out["workers"]) == ["g00", "g01"]
     assert all(w["exit"] == 0 and w["cpu_seconds"] > 0 for w in out["workers"].values())
     step = out["settings"]["step"]["blocks"]
     assert len(step) == 2 * (1 + 1) * 3 and all(b["ok"] for b in step)
