@@ -331,7 +331,8 @@ def precision_history(report_dir: Path, raw: dict, summary: dict) -> dict[str, l
     for acc, h in summary.get("step_overhead", {}).items():
         low, high = h["ratio_ci"]
         entry = {"date": raw["machine"]["date"], "machine": raw["machine"]["cpu"], "n": h["n"], "unit": h["unit"],
-                 "half_width_pct": round(100 * (high - low) / 2 / h["ratio"], 2)}
+                 "half_width_pct": round(100 * (high - low) / 2 / h["ratio"], 2),
+                 "ratios": {arm: round(r["ratio"], 4) for arm, r in h.get("arms", {}).items() if r}}
         runs = history.setdefault(acc, [])
         if entry["date"] not in {r["date"] for r in runs}:
             runs.append(entry)

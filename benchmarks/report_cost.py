@@ -163,6 +163,11 @@ def precision_lines(summary: dict) -> list[str]:
             text += (f"; over the {len(history)} runs of this design recorded in `precision.json` (this one included) "
                      f"the half-width was {ordered[0]:.1f}-{ordered[-1]:.1f} % (median {ordered[len(ordered) // 2]:.1f} %): "
                      "that is the precision to expect, not this run's")
+        runs = [r for r in summary.get("precision_history", {}).get(acc, []) if r.get("ratios")]
+        if len(runs) > 1:
+            text += "; the ratios of those runs: " + "; ".join(
+                f"{arm} " + ", ".join(f"{r['ratios'][arm]:.3f}x" for r in runs if arm in r["ratios"])
+                for arm in ("barebones", "matched", "defaults"))
         out.append(text + ".")
     return out
 
@@ -210,8 +215,9 @@ def floor_section(raw: dict, summary: dict) -> list[str]:
     for acc, s in per_accelerator(summary).items():
         for name, f in s.get("floors", {}).items():
             for arm, a in f["arms"].items():
+                share = f"{100 * a['host_share']:.0f} %" if a["host_share"] >= 0 else "≈ 0 (at its floor)"
                 rows.append([ACC_NAMES[acc], name, arm, f"{a['us_per_step']:.0f}", f"{f['floor_us']:.0f}",
-                             f"{100 * a['host_share']:.0f} %", f"{a['samples_per_s'] / 1e3:.1f}k",
+                             share, f"{a['samples_per_s'] / 1e3:.1f}k",
                              f"{f['floor_samples_per_s'] / 1e3:.1f}k"])
     if not rows:
         return []
@@ -221,7 +227,8 @@ def floor_section(raw: dict, summary: dict) -> list[str]:
            _table(rows, ["device", "setting", "arm", "µs/step (median)", "floor µs/step", "host overhead share",
                          "samples/s", "floor samples/s"]),
            f"\nThe floor is the step's arithmetic with nothing around it ({methods}); the host overhead share is "
-           "1 - floor / step time. A step far above its floor measures Python (the loop, the framework, the data "
+           "1 - floor / step time; a step that reads below its floor is at it (the two differ by the noise of a "
+           "block, ~5-10 % on the CPU). A step far above its floor measures Python (the loop, the framework, the data "
            "path), not the model.\n"]
     for acc, s in per_accelerator(summary).items():
         fast = ((s.get("blocks") or {}).get("settings") or {}).get("fastest")
