@@ -48,8 +48,12 @@ def answer_first(raw: dict, summary: dict) -> list[str]:
     fixed = (summary.get("step_overhead", {}).get("cpu") or {}).get("fixed_overhead_us")
     if fixed:
         lo, hi = fixed["difference_ci"]
+        robust = fixed.get("robust")
+        trimmed = (f"; 20 % trimmed mean of each process's rounds {robust['mean']:.0f} µs ({robust['low']:.0f} to "
+                   f"{robust['high']:.0f})" if robust else "")
         lines.append(f"- **Fixed cost** of the Lightning loop (barebones, near-zero-cost CPU step): **+{fixed['difference']:.0f} "
-                     f"µs per step** (95% CI {lo:.0f} to {hi:.0f}); the µs figure moves with the machine's speed.")
+                     f"µs per step** (95% CI {lo:.0f} to {hi:.0f}{trimmed}), a factor 1 + {fixed['difference']:.0f}/T "
+                     "on a step of T µs; the µs figure moves with the machine's speed.")
     for acc, s in per_accelerator(summary).items():
         imports = s["runtime"]["import_seconds"]["sides"]
         if imports["plain"] and imports["lightning"]:

@@ -31,10 +31,14 @@ from shared.runtime import apply_torch_settings, replica_digest, resolve_device,
 IMPLEMENTATION = "lightning_impl"
 
 
+# the advert; Ctrl-C's "attempting graceful shutdown" (the CLI prints its own line for that); the accelerator
+# inventory (the banner names the device the run uses)
+NOISE = ("litlogger", "Detected KeyboardInterrupt", "GPU available:", "TPU available:", "HPU available:")
+
+
 def _drop_advert(record: logging.LogRecord) -> bool:
-    # the advert, and Ctrl-C's "attempting graceful shutdown" (the CLI prints its own line for that)
     message = record.getMessage()
-    return "litlogger" not in message and "Detected KeyboardInterrupt" not in message
+    return not any(noise in message for noise in NOISE)
 
 
 def silence_noise(cfg: TrainConfig) -> None:

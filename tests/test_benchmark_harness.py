@@ -446,3 +446,12 @@ def test_the_plan_states_its_expected_time_and_the_gpu_plan_fits_a_lease() -> No
     assert text.startswith("[gpu] plan: expected ") and "batch 256, data on device: 6 arms x 5 rounds in 5" in text
     assert "first 1 epoch(s) of each block left out" in text
     assert sum(expected_seconds(PROFILES["smoke"], "cpu").values()) < 5 * 60
+
+
+def test_the_gpu_checks_run_as_their_own_pytest_and_report_their_summary() -> None:
+    """Without CUDA every check skips; the runner still records the exit status, the time and pytest's last line."""
+    from benchmarks.suite import run_gpu_checks
+
+    checks = run_gpu_checks(timeout_s=120)
+    assert checks["exit"] == 0 and checks["seconds"] > 0
+    assert "skipped" in checks["summary"] and "test_gpu.py" in checks["log"]

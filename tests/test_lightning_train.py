@@ -150,3 +150,18 @@ def test_evaluate_cli_rejects_a_bogus_checkpoint(tmp_path, call_main, bogus):
     code, _, err = call_main(evaluate.main, "--checkpoint", str(path), "--output-dir", str(tmp_path / "out"))
     assert code == 1 and str(path) in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_lightning_noise_is_dropped_and_the_rest_stays(tiny_cfg, caplog):
+    """The accelerator inventory and the advert are dropped; Lightning's other lines (a restore) stay."""
+    import logging
+
+    from lightning_impl.train import silence_noise
+
+    silence_noise(tiny_cfg)
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    with caplog.at_level(logging.INFO):
+        for line in ("GPU available: False, used: False", "TPU available: False, using: 0 TPU cores",
+                     "Restoring states from the checkpoint path at x.ckpt"):
+            log.info(line)
+    assert [r.getMessage() for r in caplog.records] == ["Restoring states from the checkpoint path at x.ckpt"]
