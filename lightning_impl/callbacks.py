@@ -10,10 +10,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_impl.recorder import RunRecorder
 from shared.config import BAR_REFRESH_STEPS, TrainConfig
-from shared.runtime import non_finite_loss
+from shared.runtime import atomic_torch_save, non_finite_loss
 
 
 def make_callbacks(cfg: TrainConfig) -> list[L.Callback]:
@@ -118,3 +119,12 @@ class RunHistory(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict["history"])
         self.step_losses = list(state_dict["step_losses"])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """ModelCheckpoint's writer through a temp file beside the target and a rename: a kill mid-write never
+    truncates last.ckpt (Lightning's own goes through $TMPDIR and, across filesystems, copies over the target)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(checkpoint, path)  # Lightning: what plain_pytorch's CheckpointSaver does by hand

@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
-from lightning_impl.callbacks import RunHistory, make_callbacks
+from lightning_impl.callbacks import AtomicCheckpointIO, RunHistory, make_callbacks
 from lightning_impl.checkpoint import check_weight_shapes, resume_path, stored_config
 from lightning_impl.datamodule import WaferDataModule
 from lightning_impl.module import WaferLightningModel
@@ -95,7 +95,8 @@ def make_trainer(cfg: TrainConfig, device: torch.device, recorder: RunRecorder,
         logger = TensorBoardLogger(save_dir=cfg.output_dir, name="tensorboard", version="",
                                    default_hp_metric=False)
     return L.Trainer(callbacks=[recorder, history, *make_callbacks(cfg)], logger=logger,
-                     barebones=cfg.barebones, **aligned_trainer_settings(cfg, device))
+                     barebones=cfg.barebones, plugins=[AtomicCheckpointIO()],
+                     **aligned_trainer_settings(cfg, device))
 
 
 def fit(cfg: TrainConfig) -> RunResult:

@@ -165,3 +165,26 @@ def test_lightning_noise_is_dropped_and_the_rest_stays(tiny_cfg, caplog):
                      "Restoring states from the checkpoint path at x.ckpt"):
             log.info(line)
     assert [r.getMessage() for r in caplog.records] == ["Restoring states from the checkpoint path at x.ckpt"]
+
+
+def test_a_checkpoint_write_killed_before_its_rename_leaves_the_previous_file(tiny_cfg, tmp_path, monkeypatch):
+    """The Trainer writes checkpoints through a temp file beside the target, renamed when complete (Lightning's
+    own writer goes through $TMPDIR and, on another filesystem, copies over last.ckpt)."""
+    import os
+
+    from lightning_impl.callbacks import AtomicCheckpointIO
+
+    recorder = train.RunRecorder(torch.device("cpu"))
+    trainer = train.make_trainer(tiny_cfg, torch.device("cpu"), recorder, train.RunHistory(recorder))
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    trainer.strategy.checkpoint_io.save_checkpoint({"epoch": 1}, target)
+
+    def killed(src, dst):  # the process dies after writing the new file, before renaming it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.strategy.checkpoint_io.save_checkpoint({"epoch": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True)["epoch"] == 1
