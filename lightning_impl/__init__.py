@@ -1,1 +1,5 @@
 """lightning_impl."""
+
+from shared.startup import quiet_while_starting
+
+quiet_while_starting()

@@ -1,1 +1,5 @@
 """plain_pytorch."""
+
+from shared.startup import quiet_while_starting
+
+quiet_while_starting()

@@ -16,6 +16,7 @@ from shared.config import ACCELERATORS, TrainConfig
 from shared.errors import ConfigError, TrainingError, WaferBenchError
 from shared.outputs import TRAINING_OUTPUTS, check_output_folder, existing_outputs, is_global_rank_zero
 from shared.results import RunResult, per_class_table, summary_lines
+from shared.startup import default_interrupts
 
 # --help lists the flags in three groups; a field named in neither tuple is part of the experiment
 RUN_FIELDS = ("num_workers", "accelerator", "devices", "num_nodes", "strategy", "precision", "channels_last",
@@ -91,6 +92,7 @@ def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description
 
     `stored_config(cfg)` is the configuration of the checkpoint cfg.resume names: a resume continues it.
     """
+    default_interrupts()
     parser = build_parser(prog, description)
     argv = sys.argv[1:] if argv is None else list(argv)
     given = vars(parser.parse_args(argv))
@@ -213,6 +215,7 @@ def check_evaluate_args(args: argparse.Namespace) -> None:
 def run_evaluate_cli(evaluate: typing.Callable[[argparse.Namespace], RunResult], prog: str, description: str,
                      checkpoint_help: str, argv: Sequence[str] | None = None) -> None:
     """Parse, check, evaluate, print the test metrics; the project's own errors are one line (exit 2 or 1)."""
+    default_interrupts()
     parser = build_evaluate_parser(prog, description, checkpoint_help)
     args = parser.parse_args(argv)
     try:

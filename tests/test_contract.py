@@ -648,3 +648,21 @@ def test_evaluate_split_refuses_data_other_than_the_runs(two_epochs, other, call
                              "--accelerator", "cpu", "--output-dir", str(tmp_path / "out"))
     assert code == 1 and f"--split val: --data {data} does not hold the maps {path} was trained on" in one_line(err)
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("module", ["plain_pytorch.train", "lightning_impl.train", "plain_pytorch.evaluate"])
+def test_ctrl_c_while_importing_is_one_line_and_exit_130(module, tmp_path):
+    """Ctrl-C in the seconds a command spends importing torch and Lightning: one line, exit 130, no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", module, "--output-dir", str(tmp_path / "run")],
+                            cwd=Path(__file__).resolve().parents[1], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.4)  # the package is imported first (~0.05 s), torch after it (seconds)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted while starting; nothing was written"
+    assert not (tmp_path / "run").exists()
