@@ -118,17 +118,19 @@ class Worker:
         return line
 
     def run(self, side: str, flags: list[str]) -> dict:
-        try:
-            self.proc.stdin.write(json.dumps({"side": side, "flags": flags}) + "\n")
-            self.proc.stdin.flush()
-        except OSError as err:  # it died between blocks
-            raise RuntimeError(f"worker exited ({err}); see {self.log.name}") from None
-        return json.loads(self._read())
+        return self._request({"side": side, "flags": flags})
 
     def floor(self, flags: list[str]) -> dict:
         """The device's own time per step for these flags, measured in this worker (benchmarks/floor.py)."""
-        self.proc.stdin.write(json.dumps({"floor": flags}) + "\n")
-        self.proc.stdin.flush()
+        return self._request({"floor": flags})
+
+    def _request(self, request: dict) -> dict:
+        """One JSON line out, one back."""
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        except OSError as err:  # it died between blocks
+            raise RuntimeError(f"worker exited ({err}); see {self.log.name}") from None
         return json.loads(self._read())
 
     def _reap(self, patience_s: float = 5.0) -> dict:

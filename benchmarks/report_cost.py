@@ -32,9 +32,6 @@ LIKE_FOR_LIKE = (
      "the same"),
     ("early stopping", "one comparison per epoch", "`EarlyStopping`, once per epoch", "the same"),
 )
-CONCERNS = {"entry point and wiring": ("train.py",), "loop and steps": ("module.py",), "data": ("datamodule.py",),
-            "checkpoints and resume": ("checkpoint.py", "callbacks.py"), "early stopping": ("early_stopping.py",),
-            "logging and progress bar": ("logger.py",), "DDP": ("distributed.py",), "evaluate command": ("evaluate.py",)}
 
 
 def answer_first(raw: dict, summary: dict) -> list[str]:

@@ -31,15 +31,15 @@ def t_interval(values: list[float], confidence: float = CONFIDENCE) -> dict | No
             "confidence": confidence}
 
 
-def clustered(values: list[float], clusters: list | None) -> tuple[list[float], str]:
-    """The units an interval is taken over: with values from several worker processes (generations), one mean
-    per process, so whatever differs between processes is inside the interval; else the values themselves."""
+def clustered(values: list[float], clusters: list | None, aggregate=np.mean) -> tuple[list[float], str]:
+    """The units an interval is taken over: with values from several worker processes (generations), one
+    `aggregate` (mean) per process, so whatever differs between processes is inside the interval; else the values."""
     if clusters is None:
         return list(values), "round"
     groups = {}
     for value, cluster in zip(values, clusters):
         groups.setdefault(cluster, []).append(value)
-    return [float(np.mean(g)) for g in groups.values()], "generation"
+    return [float(aggregate(g)) for g in groups.values()], "generation"
 
 
 def paired_ratio(numerators: list[float], denominators: list[float], clusters: list | None = None) -> dict | None:

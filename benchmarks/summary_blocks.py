@@ -234,9 +234,6 @@ def robust_difference(setting: dict, metric: str, a: str, b: str, trim: float = 
     diffs = [1e6 * (x - y) for x, y in zip(num, den)]
     if gens is None:
         return None
-    groups = {}
-    for value, g in zip(diffs, gens):
-        groups.setdefault(g, []).append(value)
-    units = [float(stats.trim_mean(v, trim)) for v in groups.values()]
+    units, _ = clustered(diffs, gens, aggregate=lambda v: stats.trim_mean(v, trim))
     ci = t_interval(units)
     return {**ci, "unit": "generation", "trim": trim, "rounds": len(diffs)} if ci else None
