@@ -246,5 +246,8 @@ def gpu_checks_section(raw: dict) -> list[str]:
     if not checks:
         return []
     status = "passed" if checks["exit"] == 0 else f"FAILED (exit {checks['exit']})"
+    measured = raw["accelerators"]["gpu"].get("measured_seconds")
+    total = (f"The GPU plan took {(measured + checks['seconds']) / 60:.1f} min: {measured:.0f} s of measurements, "
+             f"then the checks.\n" if measured else "")
     return ["## GPU checks", f"`pytest -m gpu tests/test_gpu.py` {status} in {checks['seconds']:.0f} s: "
-            f"{checks['summary']} (its log: `gpu_checks.log`).\n"]
+            f"{checks['summary']} (its log: `gpu_checks.log`). {total}"]

@@ -448,6 +448,22 @@ def test_the_plan_states_its_expected_time_and_the_gpu_plan_fits_a_lease() -> No
     assert sum(expected_seconds(PROFILES["smoke"], "cpu").values()) < 5 * 60
 
 
+def test_every_gpu_block_figure_covers_at_least_200_steps_per_arm() -> None:
+    """Steady state by construction: each setting's timed steps per arm (its rounds, over every process, times the
+    timed epochs of a block, times the steps of an epoch of its training split), counted from the parsed flags."""
+    import math
+
+    from benchmarks.suite import block_flags, block_settings
+    from shared.cli import parse_config
+
+    profile = PROFILES["seed"]
+    for s in block_settings(profile, "gpu"):
+        cfg = parse_config("check", "", [*block_flags(profile, "gpu"), *s.flags, "--accelerator", "cpu"])
+        train_maps = round(cfg.samples_per_class * 9 * (1 - cfg.val_fraction - cfg.test_fraction))
+        steps = s.rounds * (cfg.epochs - s.skip_epochs) * math.ceil(train_maps / cfg.batch_size)
+        assert steps >= 200, f"{s.name}: {steps} timed steps per arm"
+
+
 def test_the_gpu_checks_run_as_their_own_pytest_and_report_their_summary() -> None:
     """Without CUDA every check skips; the runner still records the exit status, the time and pytest's last line."""
     from benchmarks.suite import run_gpu_checks
@@ -455,3 +471,8 @@ def test_the_gpu_checks_run_as_their_own_pytest_and_report_their_summary() -> No
     checks = run_gpu_checks(timeout_s=120)
     assert checks["exit"] == 0 and checks["seconds"] > 0
     assert "skipped" in checks["summary"] and "test_gpu.py" in checks["log"]
+    from benchmarks.report_cost import gpu_checks_section
+
+    raw = {"accelerators": {"gpu": {"measured_seconds": 250.0, "gpu_checks": {**checks, "seconds": 62.0}}}}
+    text = "\n".join(gpu_checks_section(raw))
+    assert "in 62 s" in text and "The GPU plan took 5.2 min: 250 s of measurements" in text
