@@ -106,7 +106,7 @@ class Profile:
 _DDP = Variant("ddp, 2 processes", (), devices=("cpu",), processes=2)
 _BIG_BATCH = ("--batch-size", "256", "--samples-per-class", "2000")
 _FAST = ("--precision", "bf16-mixed", "--channels-last")
-_GRAPHS = ("--compile", "--compile-mode", "reduce-overhead")
+_GRAPHS = ("--compile", "--compile-mode", "reduce-overhead", "--fused-optimizer")
 
 PROFILES = {
     "smoke": Profile(

@@ -8,7 +8,7 @@ from torch import nn
 
 from shared.config import TrainConfig
 from shared.runtime import epoch_seed, seed_everything
-from shared.schedule import make_scheduler
+from shared.schedule import make_optimizer, make_scheduler
 
 
 class WaferLightningModel(L.LightningModule):
@@ -113,6 +113,6 @@ class WaferLightningModel(L.LightningModule):
                       prog_bar=stage != "test", batch_size=len(y), sync_dist=True)
 
     def configure_optimizers(self) -> dict:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = make_optimizer(self.parameters(), self.cfg)
         scheduler = make_scheduler(optimizer, self.cfg, self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

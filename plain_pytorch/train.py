@@ -25,7 +25,7 @@ from shared.model import build_model, count_parameters
 from shared.outputs import claim_output_dir
 from shared.results import RunResult, best_epoch, finish_run, print_banner, report
 from shared.runtime import apply_torch_settings, replica_digest, seed_everything, state_digest
-from shared.schedule import make_scheduler
+from shared.schedule import make_optimizer, make_scheduler
 
 IMPLEMENTATION = "plain_pytorch"
 
@@ -59,7 +59,7 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
     # Lightning: WaferLightningModel's criterion and configure_optimizers
     weight = splits.class_weights.to(device) if cfg.class_weights else None
     criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model.parameters(), cfg)
     # Lightning: WaferDataModule
     train_loader, val_loader, test_loader = make_dataloaders(
         cfg, splits, world.rank, world.size, pin_memory=device.type == "cuda", device=device)

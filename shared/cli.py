@@ -20,7 +20,7 @@ from shared.startup import default_interrupts
 
 # --help lists the flags in three groups; a field named in neither tuple is part of the experiment
 RUN_FIELDS = ("num_workers", "accelerator", "devices", "num_nodes", "strategy", "precision", "channels_last",
-              "compile", "compile_mode", "data_on_device", "deterministic", "log_every_n_steps", "output_dir",
+              "compile", "compile_mode", "fused_optimizer", "data_on_device", "deterministic", "log_every_n_steps", "output_dir",
               "overwrite", "resume")
 FEATURE_FIELDS = ("early_stopping", "checkpoints", "tensorboard", "progress_bar", "barebones", "lightning_defaults",
                   "plots")

@@ -81,6 +81,8 @@ class TrainConfig:
     compile_mode: str = field(default="default", metadata=_opt(
         "torch.compile mode with --compile ('reduce-overhead' replays CUDA graphs)", choices=COMPILE_MODES,
         resume_safe=True))
+    # one kernel for the whole update instead of a few per parameter group: on a GPU the step is launch-bound
+    fused_optimizer: bool = field(default=False, metadata=_opt("Adam's fused implementation (torch.optim.Adam(fused=True))"))
     # the regime where a framework's per-step cost weighs most: no host-to-device copy left in the step
     data_on_device: bool = field(default=False, metadata=_opt(
         "move the splits to the device once and gather each batch there (same batches, same order)", resume_safe=True))

@@ -1,4 +1,4 @@
-"""The learning-rate schedule both sides step after every optimizer step: a pure function of the step."""
+"""The optimizer both sides build, and the learning-rate schedule they step after every optimizer step."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ def lr_factor(cfg: TrainConfig, total_steps: int, step: int) -> float:
     if step < warmup:
         return (step + 1) / warmup  # never 0: the first step already moves the weights
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+
+def make_optimizer(parameters, cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam with the run's learning rate and weight decay; fused into one kernel with --fused-optimizer."""
+    return torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused_optimizer or None)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> LambdaLR:

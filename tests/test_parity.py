@@ -21,6 +21,7 @@ FLAG_SETS = {
     "no checkpoints, tensorboard or progress bar": {"checkpoints": False, "tensorboard": False, "progress_bar": False},
     "data on device": {"data_on_device": True, "augment": True},
     "cosine schedule, label smoothing": {"lr_schedule": "cosine", "label_smoothing": 0.1},
+    "fused Adam": {"fused_optimizer": True},
     # Lightning logging per step as its docs do: other work, the same arithmetic
     "Lightning defaults": {"lightning_defaults": True},
 }
