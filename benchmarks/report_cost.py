@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from benchmarks.formatting import ACC_NAMES, NOT_MEASURED, _table, fmt, fmt_interval, fmt_ratio
 from benchmarks.loc import role
-from benchmarks.summary import FEATURE_SWITCHES, PRICE_SIDES, per_accelerator
+from benchmarks.summary import ARM_PAIRS, FEATURE_SWITCHES, PRICE_SIDES, per_accelerator
 
 ARM_NAMES = {"plain": "plain PyTorch", "lightning": "Lightning matched", "lightning defaults": "Lightning defaults"}
-# what each comparison of a step setting is: (label, arm a, arm b)
-COMPARISONS = (("barebones: Lightning / plain", "lightning", "plain"),
-               ("matched: Lightning full / plain full", "lightning full", "plain full"),
-               ("defaults: Lightning defaults / plain full", "lightning defaults", "plain full"),
-               ("defaults over matched", "lightning defaults", "lightning full"),
+# what each comparison of a step setting is: (label, arm a, arm b); the headline's pairs, then the A/A control
+COMPARISONS = (*((f"{name}: {a.replace('lightning', 'Lightning')} / {b}", a, b) for name, a, b in ARM_PAIRS),
                ("A/A control: plain / plain", "plain A/A", "plain"))
 # per feature, what each side does with it on (the code of this commit): the like-for-like table
 LIKE_FOR_LIKE = (

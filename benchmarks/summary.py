@@ -9,6 +9,7 @@ import numpy as np
 from benchmarks.runner import SIDES
 from benchmarks.stats import CONFIDENCE, MIN_CI_N, clustered, clustered_interval, paired_ratio, spread, t_interval  # noqa: F401
 from benchmarks.summary_blocks import (  # noqa: F401
+    ARM_PAIRS,
     FEATURE_SWITCHES,
     HEADLINE_ARMS,
     PRICE_SIDES,
