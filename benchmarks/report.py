@@ -363,10 +363,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--partial", action="store_true",
                         help="render a cut-off suite from its saved records (reports/.NAME.partial.json)")
     args = parser.parse_args(argv)
-    for folder in args.folders:
+    for folder in args.folders:  # every source read before any report is rewritten
         source = partial_path(folder) if args.partial else folder / "benchmark.json"
         if not source.is_file():
             parser.error(f"{folder}: no {source.name} to render from")
+        try:
+            record = json.loads(source.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            parser.error(f"{source}: not a benchmark record ({err})")
+        if not isinstance(record, dict) or not isinstance(record.get("raw", record).get("accelerators"), dict):
+            parser.error(f"{source}: not a benchmark record (no 'accelerators' entry)")
     for folder in args.folders:
         print((render_partial if args.partial else rerender)(folder) / "comparison.md")
 

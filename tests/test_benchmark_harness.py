@@ -476,3 +476,18 @@ def test_the_gpu_checks_run_as_their_own_pytest_and_report_their_summary() -> No
     raw = {"accelerators": {"gpu": {"measured_seconds": 250.0, "gpu_checks": {**checks, "seconds": 62.0}}}}
     text = "\n".join(gpu_checks_section(raw))
     assert "in 62 s" in text and "The GPU plan took 5.2 min: 250 s of measurements" in text
+
+
+@pytest.mark.parametrize("content", ["{bad", "[1]", '{"raw": {}}', "\udcff"])
+def test_rerendering_a_foreign_file_is_a_one_line_error_and_leaves_the_folder_alone(tmp_path, capsys, content) -> None:
+    from benchmarks.report import main
+
+    folder = tmp_path / "seed"
+    folder.mkdir()
+    (folder / "benchmark.json").write_bytes(content.encode("utf-8", "surrogateescape"))
+    (folder / "comparison.md").write_text("kept")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(folder)])
+    assert exit_info.value.code == 2
+    assert "benchmark.json: not a benchmark record" in capsys.readouterr().err
+    assert (folder / "comparison.md").read_text() == "kept" and sorted(p.name for p in tmp_path.iterdir()) == ["seed"]
