@@ -70,7 +70,8 @@ class TrainConfig:
         "training order: each map once per epoch (shuffle), or as many maps drawn with replacement, each with "
         "weight (1 / its class's count) ** --sampler-power (balanced)", choices=SAMPLERS))
     sampler_power: float = field(default=1.0, metadata=_opt(
-        "exponent of --sampler balanced, in [0, 1]: 1 draws every class equally often, 0.5 by the square root"))
+        "exponent of --sampler balanced, in [0, 1]: 1 draws every class equally often, 0.5 each class in "
+        "proportion to the square root of its count, 0 the training split's own mix"))
     # scoring, not training: a resume may switch it, and validation during training never uses it (8x its cost)
     tta: bool = field(default=False, metadata=_opt(
         "test-time augmentation: the test split's (and evaluate's) class probabilities averaged over the 8 flips "
