@@ -5,7 +5,9 @@
 real CLIs (fresh processes, N at a time), scores each run's best checkpoint on its own natural-mix validation split
 (`evaluate --split val`) and merges the records into reports/real/frontier.json. With --choose, the setting with the
 best mean validation macro-F1 over all its saved runs is then scored on the test split, once per run
-(`evaluate --split test`). frontier.png and frontier.md are redrawn from every record there.
+(`evaluate --split test`). With --tta each saved run of the settings named is also scored with test-time
+augmentation (`evaluate --tta`: the same checkpoint, no retraining), recorded as the setting `<name>, TTA`, which is
+ranked and chosen like any other. frontier.png and frontier.md are redrawn from every record there.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from shared.runtime import atomic_write_text  # noqa: E402
 _BASE = ("--samples-per-class", "3000", "--batch-size", "64", "--augment")
 _COSINE = ("--lr-schedule", "cosine", "--patience", "100", "--channels-last")
 _SOFT_WEIGHTS = ("--class-weights", "--class-weight-power", "0.5")
+_SOFT_SAMPLER = ("--sampler", "balanced", "--sampler-power", "0.5")
+TTA_SUFFIX = ", TTA"  # a setting's runs scored with `evaluate --tta`: the same checkpoints, scored again
 SETTINGS: dict[str, tuple[str, ...]] = {
     # the real profile before this frontier: on the natural-mix test split the class weights, on top of the cap,
     # made 'none' maps read as Scratch (153 of 2,700; Scratch precision 0.22, recall 0.72)
@@ -63,6 +67,14 @@ SETTINGS: dict[str, tuple[str, ...]] = {
                                                      *_SOFT_WEIGHTS),
     "48px, class weights ** 0.5, label smoothing 0.05, cosine 30 epochs": (
         "--image-size", "48", "--epochs", "30", *_COSINE, *_SOFT_WEIGHTS, "--label-smoothing", "0.05"),
+    # rare classes seen more often instead of weighing more (or both), against the 56px, cosine 30 epochs row;
+    # --tta scores any of these with the 8-view mean as well
+    "56px, balanced sampler ** 0.5, cosine 30 epochs": ("--image-size", "56", "--epochs", "30", *_COSINE,
+                                                        *_SOFT_SAMPLER),
+    "56px, balanced sampler, cosine 30 epochs": ("--image-size", "56", "--epochs", "30", *_COSINE,
+                                                 "--sampler", "balanced"),
+    "56px, class weights ** 0.5, balanced sampler ** 0.5, cosine 30 epochs": (
+        "--image-size", "56", "--epochs", "30", *_COSINE, *_SOFT_WEIGHTS, *_SOFT_SAMPLER),
 }
 REPORT_DIR = Path("reports/real")
 DEFAULT_SEED = 42
@@ -90,11 +102,11 @@ def run_setting(name: str, side: str, data: str, run_dir: Path, seed: int = DEFA
             "final_weights_sha256": m["final_weights_sha256"], "machine": machine_info()}
 
 
-def evaluate_split(side: str, checkpoint: Path, data: str, split: str, accelerator: str) -> dict:
+def evaluate_split(side: str, checkpoint: Path, data: str, split: str, accelerator: str, tta: bool = False) -> dict:
     """The side's evaluate command on one split of the checkpoint's run: macro-F1, its interval, per-class F1."""
-    out = checkpoint.parent.parent / f"evaluate-{split}"
+    out = checkpoint.parent.parent / f"evaluate-{split}{'-tta' if tta else ''}"
     command = [sys.executable, "-m", f"{MODULES[side]}.evaluate", "--checkpoint", str(checkpoint), "--data", data,
-               "--split", split, "--accelerator", accelerator, "--output-dir", str(out)]
+               "--split", split, "--accelerator", accelerator, "--output-dir", str(out), *(["--tta"] if tta else [])]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines() or ["(no output)"]
@@ -122,9 +134,27 @@ def score_chosen(records: list[dict], data: str, save) -> str | None:
             if not checkpoint.is_file():
                 raise SystemExit(f"{name} ({r['side']}, seed {r['seed']}): {checkpoint} is gone; train it again")
             print(f"{name} ({r['side']}, seed {r['seed']}): test split ...", flush=True)
-            r["test"] = evaluate_split(r["side"], checkpoint, data, "test", r["accelerator"])
+            r["test"] = evaluate_split(r["side"], checkpoint, data, "test", r["accelerator"], tta=r.get("tta", False))
             save(records)
     return name
+
+
+def add_tta_records(records: list[dict], settings: list[str], data: str, save) -> None:
+    """Each saved run of `settings` scored on validation with --tta, as a record of the setting `<name>, TTA`
+    (its training figures the run's own); a run scored so before keeps its record."""
+    done = {(r["setting"], r["side"], r["seed"]) for r in records}
+    for r in list(records):
+        key = (r["setting"] + TTA_SUFFIX, r["side"], r["seed"])
+        if r["setting"] not in settings or r.get("tta") or key in done:
+            continue
+        checkpoint = Path(r["best_checkpoint"])
+        if not checkpoint.is_file():
+            raise SystemExit(f"{r['setting']} ({r['side']}, seed {r['seed']}): {checkpoint} is gone; train it again")
+        print(f"{key[0]} ({r['side']}, seed {r['seed']}): validation split ...", flush=True)
+        scored = {k: v for k, v in r.items() if k != "test"}  # the test split waits for a choice, as always
+        records.append({**scored, "setting": key[0], "tta": True,
+                        "val": evaluate_split(r["side"], checkpoint, data, "val", r["accelerator"], tta=True)})
+        save(records)
 
 
 def train_all(runs: list[tuple[str, int, str]], data: str, work_dir: Path, jobs: int, accelerator: str,
@@ -207,7 +237,7 @@ def render(records: list[dict], folder: Path) -> None:
     text = ["# Real-data recipe frontier", "",
             "Generated by `python -m benchmarks.frontier`: each row is one training process on the WM-811K subset "
             "(training split capped at 3,000 maps per class, flips and rotations, batch 64; the seed draws the "
-            "split, the initial weights and the batch order; the setting says whether the loss is class-weighted). "
+            "split, the initial weights and the batch order; the setting says whether the loss is class-weighted and how the maps are drawn). "
             "Settings are ranked by the **validation** macro-F1 of each run's best checkpoint, on the run's own "
             "validation split with the file's natural class mix; the **test** split is read only for the setting "
             "chosen that way (`--choose`), so `test macro-F1` is empty on every other row. Measured on: "
@@ -216,7 +246,11 @@ def render(records: list[dict], folder: Path) -> None:
             "`load` the 1-minute load average when the run ended: above the core count, other work shared the "
             "machine and the times are inflated (the F1 figures are not affected). Per-class columns: validation F1."
             + (f" {shared} runs trained beside others (--jobs > 1): their minutes are those of a shared machine."
-               if (shared := sum(r.get("jobs", 1) > 1 for r in records)) else ""), "",
+               if (shared := sum(r.get("jobs", 1) > 1 and not r.get("tta") for r in records)) else "")
+            + (f" A setting ending '{TTA_SUFFIX[2:]}' holds the runs of the setting it names scored again with "
+               "test-time augmentation (`evaluate --tta`: class probabilities averaged over each map's 8 flips and "
+               "90-degree rotations; same checkpoints, so the same minutes)." if any(r.get("tta") for r in records)
+               else ""), "",
             tabulate(rows, headers=["setting", "side", "seed", "fit min", "CPU min", "load", "epochs",
                                     "val macro-F1", "val accuracy", *classes, "test macro-F1"],
                      tablefmt="github", disable_numparse=True), "",
@@ -331,13 +365,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--choose", action="store_true",
                         help="after training, score the setting with the best mean validation macro-F1 (all its "
                              "saved runs) on its test split, once per run")
+    parser.add_argument("--tta", action="store_true",
+                        help="also score each saved run of --settings on validation with test-time augmentation "
+                             f"(evaluate --tta, no retraining), as the setting '<name>{TTA_SUFFIX}'")
     parser.add_argument("--report-dir", type=Path, default=REPORT_DIR)
     parser.add_argument("--render-only", action="store_true",
                         help="train nothing; redraw from frontier.json (with --choose: score the chosen setting first)")
     args = parser.parse_args(argv)
     data = os.environ.get(REAL_DATA_ENV)
     sides = list(dict.fromkeys(args.sides.split(",")))  # a side named twice trains once
-    if (not args.render_only or args.choose) and (not data or not Path(data).is_file()):
+    if (not args.render_only or args.choose or args.tta) and (not data or not Path(data).is_file()):
         parser.error(f"set {REAL_DATA_ENV} to an LSWMD-format pickle (now {data!r})")
     if any(side not in SIDES for side in sides):
         parser.error(f"--sides {args.sides}: each must be one of {', '.join(SIDES)}")
@@ -358,12 +395,15 @@ def main(argv: list[str] | None = None) -> None:
 
     def add(new: dict) -> None:
         new["jobs"] = args.jobs  # runs in flight together: each one's minutes are a shared machine's
-        records[:] = [r for r in records if (r["setting"], r["side"], r["seed"]) != (new["setting"], new["side"],
-                                                                                   new["seed"])] + [new]
+        # a run trained again replaces its record and the TTA scores of the checkpoint it replaced
+        stale = {(new["setting"] + suffix, new["side"], new["seed"]) for suffix in ("", TTA_SUFFIX)}
+        records[:] = [r for r in records if (r["setting"], r["side"], r["seed"]) not in stale] + [new]
         save(records)
 
     try:
         train_all([] if args.render_only else runs, data, work_dir, args.jobs, args.accelerator, add)
+        if args.tta:
+            add_tta_records(records, args.settings, data, save)
         if args.choose and records:
             print(f"chosen on validation: {score_chosen(records, data, save)}", flush=True)
     finally:  # a failed run still leaves the table and plot of every record saved so far

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from shared.config import TrainConfig
+from shared.model import tta_log_probs
 from shared.runtime import epoch_seed, seed_everything
 from shared.schedule import make_optimizer, make_scheduler
 
@@ -37,10 +38,11 @@ class WaferLightningModel(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Loss, predicted classes and labels of one batch (shared by train, val and test)."""
+    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor],
+                   tta: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss, predicted classes and labels of one batch (shared by train, val and test; tta: dihedral mean)."""
         x, y = batch
-        logits = self(x)
+        logits = tta_log_probs(self.model, x) if tta else self(x)
         return self.criterion(logits, y), logits.argmax(dim=1), y
 
     def on_train_epoch_start(self) -> None:
@@ -81,7 +83,7 @@ class WaferLightningModel(L.LightningModule):
         self.test_outputs = []
 
     def test_step(self, batch, batch_idx: int) -> None:
-        loss, preds, y = self.model_step(batch)
+        loss, preds, y = self.model_step(batch, tta=self.cfg.tta)
         self.test_outputs.append((y, preds))  # for the shared sklearn metrics after trainer.test
         if self.defaults and not self.trainer.barebones:
             self.log_epoch_metrics("test", loss, preds, y)

@@ -66,7 +66,7 @@ def aligned_trainer_settings(cfg: TrainConfig, device: torch.device) -> dict:
         "check_val_every_n_epoch": 1,  # validate after every epoch, as the plain loop does
         # the plain side has no sanity check; it would also run validation steps before epoch 0
         "num_sanity_val_steps": 0,
-        # the shared train sampler already is a seeded DistributedSampler for this rank; Lightning's
+        # the shared train sampler (seeded DistributedSampler or balanced draw) already shards by rank; Lightning's
         # own would reshuffle with its seed and shard val/test, which the plain side evaluates whole
         "use_distributed_sampler": False,
         # barebones rejects a value

@@ -34,7 +34,7 @@ def load_model(path: str, ckpt: dict, cfg: TrainConfig) -> nn.Module:
 def predict(model: nn.Module, loader: DataLoader, cfg: TrainConfig,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels and predictions over the loader, by the training loop's own evaluate."""
-    _, y_true, y_pred = evaluate(model.to(device), loader, nn.CrossEntropyLoss(), device, cfg)
+    _, y_true, y_pred = evaluate(model.to(device), loader, nn.CrossEntropyLoss(), device, cfg, tta=cfg.tta)
     return y_true, y_pred
 
 

@@ -13,6 +13,7 @@ from plain_pytorch.logger import TrainLogger
 from plain_pytorch.recorder import RunRecorder
 from shared.config import TrainConfig
 from shared.data import random_dihedral
+from shared.model import tta_log_probs
 from shared.results import RunResult
 from shared.runtime import epoch_seed, non_finite_loss, seed_everything
 
@@ -64,16 +65,16 @@ def train_one_epoch(net: nn.Module, loader, criterion: nn.Module, optimizer: tor
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, loader, criterion: nn.Module, device: torch.device,
-             cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss x n, correct, n) sums over a loader, plus its labels and predictions on the CPU."""
+def evaluate(net: nn.Module, loader, criterion: nn.Module, device: torch.device, cfg: TrainConfig,
+             tta: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss x n, correct, n) sums over a loader, plus its labels and predictions on the CPU (tta: dihedral mean)."""
     # Lightning: the validation and test loops around validation_step/test_step (eval mode, no_grad)
     net.eval()
     loss_sum, labels, preds = torch.zeros((), device=device), [], []
     for x, y in loader:
         x, y = to_device(x, y, device, cfg)
         with autocast(device, cfg):
-            logits = net(x)
+            logits = tta_log_probs(net, x) if tta else net(x)
             loss = criterion(logits, y)
         loss_sum += loss * len(y)
         labels.append(y)

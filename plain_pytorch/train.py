@@ -108,7 +108,7 @@ def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, model: nn.Mod
     if saver is not None and saver.best_path is not None:
         model.load_state_dict(load_checkpoint(saver.best_path)["model"])
     # the bare model, not the DDP wrapper: only this rank runs it; DDP's forward may sync ranks
-    _, y_true, y_pred = evaluate(model, loader, criterion, device, cfg)
+    _, y_true, y_pred = evaluate(model, loader, criterion, device, cfg, tta=cfg.tta)
     finish_run(result, cfg, splits.test.tensors[0], y_true, y_pred)
 
 

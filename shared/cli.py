@@ -184,6 +184,9 @@ def build_evaluate_parser(prog: str, description: str, checkpoint_help: str) -> 
                         help="maps scored: the run's own val or test split, rebuilt from the checkpoint's config "
                              "(--data must hold the same maps), or all of them; default: test for synthetic data, "
                              "all for a file")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="average each map's class probabilities over its 8 flips and 90-degree rotations; "
+                             "default: the checkpoint's --tta")
     return parser
 
 
@@ -193,7 +196,8 @@ def evaluation_config(stored: dict, args: argparse.Namespace) -> TrainConfig:
     changes = {"data": args.data, "output_dir": args.output_dir, "resume": None, "accelerator": args.accelerator,
                "compile": False, "channels_last": False, "devices": 1, "num_nodes": 1, "strategy": "auto",
                "plots": True}
-    changes.update({k: v for k, v in (("batch_size", args.batch_size), ("image_size", args.image_size)) if v is not None})
+    given = (("batch_size", args.batch_size), ("image_size", args.image_size), ("tta", args.tta))
+    changes.update({k: v for k, v in given if v is not None})
     if args.image_size is not None and args.image_size != stored.get("image_size"):
         # the model runs at any size (adaptive pooling), so nothing else would say the maps differ from training's
         print(f"warning: --image-size {args.image_size} differs from the checkpoint's image_size="

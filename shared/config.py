@@ -17,6 +17,7 @@ STRATEGIES = ("auto", "ddp")
 PRECISIONS = ("32", "bf16-mixed")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 LR_SCHEDULES = ("constant", "cosine")
+SAMPLERS = ("shuffle", "balanced")
 MONITORS = {"val_loss": "min", "val_acc": "max"}
 FEATURES = ("tensorboard", "progress_bar", "checkpoints", "early_stopping")  # TrainConfig.uses(feature)
 # both sides redraw the bar every this many steps (and at an epoch's last), reading the loss on the host only
@@ -64,6 +65,17 @@ class TrainConfig:
     # WM-811K) they pay for rare-class recall with precision, and a power < 1 moves between the two
     class_weight_power: float = field(default=1.0, metadata=_opt(
         "exponent on the --class-weights weights: 1 balances the training split, 0.5 is their square root"))
+    # the loss weights' alternative (or companion): rare classes are seen more often instead of weighing more
+    sampler: str = field(default="shuffle", metadata=_opt(
+        "training order: each map once per epoch (shuffle), or as many maps drawn with replacement, each with "
+        "weight (1 / its class's count) ** --sampler-power (balanced)", choices=SAMPLERS))
+    sampler_power: float = field(default=1.0, metadata=_opt(
+        "exponent of --sampler balanced, in [0, 1]: 1 draws every class equally often, 0.5 each class in "
+        "proportion to the square root of its count, 0 the training split's own mix"))
+    # scoring, not training: a resume may switch it, and validation during training never uses it (8x its cost)
+    tta: bool = field(default=False, metadata=_opt(
+        "test-time augmentation: the test split's (and evaluate's) class probabilities averaged over the 8 flips "
+        "and 90-degree rotations of each map", resume_safe=True))
     # early stopping and checkpoints
     patience: int = field(default=5, metadata=_opt("epochs without improvement before stopping", resume_safe=True))
     monitor: str = field(default="val_loss", metadata=_opt("metric for early stopping and best checkpoints", choices=tuple(MONITORS)))
@@ -129,6 +141,9 @@ class TrainConfig:
         _require("class_weight_power", self.class_weight_power, self.class_weight_power > 0, "must be > 0")
         _require("class_weight_power", self.class_weight_power, self.class_weights or self.class_weight_power == 1.0,
                  "needs --class-weights")
+        _require("sampler_power", self.sampler_power, 0 <= self.sampler_power <= 1, "must be in [0, 1]")
+        _require("sampler_power", self.sampler_power, self.sampler == "balanced" or self.sampler_power == 1.0,
+                 "needs --sampler balanced")
         _require("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "must be in [0, 1)")
         _require("warmup_epochs", self.warmup_epochs, self.lr_schedule == "constant" or self.warmup_epochs < self.epochs,
                  f"must be < epochs={self.epochs} (the cosine schedule needs steps after the warm-up)")
@@ -138,6 +153,7 @@ class TrainConfig:
                  f"plus test_fraction={self.test_fraction} must leave training data (< 1)")
         for name, allowed in (("accelerator", ACCELERATORS), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS), ("monitor", tuple(MONITORS)), ("lr_schedule", LR_SCHEDULES),
+                              ("sampler", SAMPLERS),
                               ("compile_mode", COMPILE_MODES)):
             _require(name, getattr(self, name), getattr(self, name) in allowed, f"must be one of {allowed}")
         _require("compile_mode", self.compile_mode, self.compile or self.compile_mode == "default",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
 
 from shared.config import CLASS_NAMES, TrainConfig
 from shared.errors import DataError
@@ -115,13 +116,39 @@ def evaluation_dataset(cfg: TrainConfig, split: str) -> tuple[TensorDataset, dic
     return TensorDataset(to_inputs(maps.codes), torch.tensor(maps.labels)), maps.skipped
 
 
-def train_sampler(dataset: TensorDataset, cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> DistributedSampler:
-    """Shuffles with seed + epoch (call set_epoch), so batch order is a function of (seed, epoch) alone.
+def train_sampler(dataset: TensorDataset, cfg: TrainConfig, rank: int = 0,
+                  world_size: int = 1) -> DistributedSampler | ClassBalancedSampler:
+    """Shuffles (or draws, --sampler balanced) with seed + epoch (call set_epoch): the order is (seed, epoch)'s alone.
 
     A resumed run therefore sees the same batches as an uninterrupted one, and with world_size > 1
     each rank gets its own shard. Lightning calls set_epoch on it by itself.
     """
+    if cfg.sampler == "balanced":
+        return ClassBalancedSampler(dataset.tensors[1], cfg.sampler_power, cfg.seed, rank, world_size)
     return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
+
+
+class ClassBalancedSampler(Sampler[int]):
+    """Each epoch, len(labels) maps drawn with replacement, each weighted (1 / its class's count) ** power,
+    from a generator seeded with seed + epoch (set_epoch); rank r takes draws r, r + world_size, ..."""
+
+    def __init__(self, labels: torch.Tensor, power: float, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        counts = torch.bincount(labels).double()
+        self.weights = counts.reciprocal()[labels] ** power  # float64: the draw must not hang on rounding
+        self.num_samples = math.ceil(len(labels) / world_size)  # as DistributedSampler: every rank the same steps
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        draws = torch.multinomial(self.weights, self.num_samples * self.world_size, replacement=True,
+                                  generator=generator)
+        return iter(draws[self.rank::self.world_size].tolist())
 
 
 class DeviceTensorDataset(TensorDataset):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -47,3 +50,20 @@ def build_model(cfg: TrainConfig) -> WaferCNN:
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def dihedral_views(x: torch.Tensor) -> Iterator[torch.Tensor]:
+    """The 8 flips and 90-degree rotations of a batch of maps (the identity first)."""
+    for flipped in (x, x.flip(-1)):
+        for turns in range(4):
+            yield torch.rot90(flipped, turns, dims=(-2, -1))
+
+
+def tta_log_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Log of the class probabilities averaged over dihedral_views: logits for argmax and cross-entropy alike.
+
+    Cross-entropy of these is the NLL of the averaged probabilities (they are already log-softmaxed).
+    """
+    # one view at a time, not one 8x batch: an inference batch sized for the card would not fit 8 times
+    log_probs = torch.stack([model(view).float().log_softmax(1) for view in dihedral_views(x)])
+    return torch.logsumexp(log_probs, 0) - math.log(8)  # log(mean(p)) without underflow to log(0)

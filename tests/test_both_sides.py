@@ -54,6 +54,50 @@ def test_evaluate_cli_reproduces_the_test_metrics(trained, tmp_path, call_main):
     assert "test class mix: synthetic, balanced" in out
 
 
+def by_hand(side: str, checkpoint: Path, cfg, split: str) -> tuple[list, list]:
+    """Confusion matrices of a checkpoint's weights on a split of cfg's data: with the dihedral mean, and without."""
+    import torch
+
+    from shared.data import split_dataset
+    from shared.metrics import classification_metrics
+    from shared.model import build_model, tta_log_probs
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    weights = ckpt["model"] if side == "plain_pytorch" else \
+        {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    model = build_model(cfg).eval()
+    model.load_state_dict(weights)
+    x, y = getattr(split_dataset(cfg), split).tensors
+    with torch.no_grad():
+        preds = tta_log_probs(model, x).argmax(1), model(x).argmax(1)
+    return tuple(classification_metrics(y.numpy(), p.numpy())["confusion_matrix"] for p in preds)
+
+
+@pytest.mark.slow
+def test_evaluate_tta_scores_a_checkpoint_trained_without_it(trained, tmp_path, call_main):
+    side, checkpoints, result = trained
+    assert result.config["tta"] is False
+    best = next(checkpoints.glob(f"epoch={result.best_epoch}-*.{SUFFIX[side]}"))
+    code, out, err = call_main(entry(side, "evaluate").main, "--checkpoint", str(best), "--data", "synthetic",
+                               "--split", "val", "--tta", "--output-dir", str(tmp_path), "--accelerator", "cpu")
+    assert code == 0, err
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    assert evaluated["config"]["tta"] is True and evaluated["scored_split"] == "val"
+    with_tta, without = by_hand(side, best, tiny(tmp_path), "val")
+    assert with_tta != without  # else this test could not tell the two apart
+    assert evaluated["test"]["confusion_matrix"] == with_tta
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", SIDES)
+def test_a_run_with_tta_tests_its_best_weights_with_the_dihedral_mean(side, tmp_path):
+    cfg = tiny(tmp_path / "run", save_top_k=1, tta=True)
+    result = entry(side, "train").fit(cfg)
+    best = next(cfg.checkpoint_dir.glob(f"epoch={result.best_epoch}-*.{SUFFIX[side]}"))
+    with_tta, without = by_hand(side, best, cfg, "test")
+    assert with_tta != without and result.test["confusion_matrix"] == with_tta
+
+
 @pytest.mark.slow
 def test_evaluate_cli_on_lswmd_file_uses_every_labelled_row(trained, tmp_path, call_main, monkeypatch):
     monkeypatch.setenv("WAFER_BENCH_CACHE", str(tmp_path / "cache"))
@@ -104,3 +148,15 @@ def test_each_feature_switches_off_alone(side, off, tmp_path, capsys):
     assert result.epochs_run == (3 if off == "early_stopping" else 2)
     assert all(entry_["val_loss"] is not None for entry_ in result.history)  # metrics stay, whatever is off
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", SIDES)
+def test_a_resumed_run_draws_the_balanced_samplers_batches_of_an_uninterrupted_one(side, tmp_path):
+    cfg = tiny(tmp_path / "resumed", sampler="balanced", sampler_power=0.5, balance_classes=False)
+    fit = entry(side, "train").fit
+    fit(cfg)
+    resumed = fit(cfg.replace(epochs=3, resume="last"))
+    whole = fit(cfg.replace(epochs=3, output_dir=str(tmp_path / "whole")))
+    assert resumed.step_losses == whole.step_losses and len(whole.step_losses) == 3 * whole.steps_per_epoch
+    assert resumed.final_weights_sha256 == whole.final_weights_sha256

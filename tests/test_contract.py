@@ -32,7 +32,8 @@ from shared.outputs import LOCK_NAME, claim_output_dir, output_lock
 SUFFIX = {"plain_pytorch": "pt", "lightning_impl": "ckpt"}
 TINY = [*TINY_FLAGS, "--epochs", "1"]
 EXPERIMENT_FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if not f.metadata["resume_safe"]]
-OTHER_STRINGS = {"monitor": "val_acc", "precision": "bf16-mixed", "lr_schedule": "cosine"}  # a valid second value per str field
+# a valid second value per str field
+OTHER_STRINGS = {"monitor": "val_acc", "precision": "bf16-mixed", "lr_schedule": "cosine", "sampler": "balanced"}
 
 
 def train_main(side: str):
@@ -106,6 +107,8 @@ def other_value(name: str, stored: dict, spare_file: Path) -> list[str]:
         return [flag, str(spare_file)]
     if name == "class_weight_power":  # valid only with class weights (the refusal then names both fields)
         return ["--class-weights", flag, str(value + 0.05)]
+    if name == "sampler_power":  # in [0, 1] and valid only with the balanced sampler
+        return ["--sampler", "balanced", flag, str(value - 0.5)]
     if isinstance(value, str):
         return [flag, OTHER_STRINGS[name]]  # a new str field needs its entry here
     return [flag, str(value + 1 if isinstance(value, int) else value + 0.05)]

@@ -71,6 +71,18 @@ def test_two_processes_match_one_process_with_the_same_global_batch(side: str, t
 
 
 @pytest.mark.slow
+def test_under_ddp_both_sides_draw_the_balanced_samplers_shards_alike(tmp_path: Path) -> None:
+    # Lightning keeps the shared sampler (use_distributed_sampler=False) and calls its set_epoch: had it put
+    # its own DistributedSampler in, its batches, and so its losses, would differ from torchrun's plain loop
+    flags = [*FLAGS, "--sampler", "balanced", "--no-balance-classes"]
+    plain, lightning = (train(side, tmp_path / side, processes=2, batch=8, flags=flags) for side in ("plain", "lightning"))
+    assert plain["world_size"] == lightning["world_size"] == 2
+    assert plain["steps_per_epoch"] == lightning["steps_per_epoch"] > 0
+    assert plain["step_losses"] == lightning["step_losses"]
+    assert plain["final_weights_sha256"] == lightning["final_weights_sha256"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("side", ["plain", "lightning"])
 def test_two_nodes_train_what_two_processes_on_one_node_train(side: str, tmp_path: Path) -> None:
     """gloo over localhost: node ranks 0 and 1 started separately, one output folder, the 1-node result exactly."""

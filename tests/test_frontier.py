@@ -101,6 +101,7 @@ def data_env(tmp_path, monkeypatch):
     ("FILE", ["--jobs", "0"], "argument --jobs: '0' is not a whole number >= 1"),
     ("FILE", ["--jobs", "two"], "argument --jobs: 'two' is not a whole number >= 1"),
     ("FILE", ["--render-only"], "--render-only: no records in"),
+    (None, ["--render-only", "--tta"], "set WM811K_PATH"),  # scoring with TTA reads the validation split
 ])
 def test_bad_input_is_refused_before_any_training(env, argv, message, tmp_path, monkeypatch, capsys):
     data = tmp_path / "data.pkl"
@@ -163,7 +164,7 @@ def test_choose_reads_the_test_split_of_the_chosen_runs_once(tmp_path, data_env,
     (out / "frontier.json").write_text(json.dumps(records))
     reads = []
 
-    def fake_evaluate(side, checkpoint, data, split, accelerator):
+    def fake_evaluate(side, checkpoint, data, split, accelerator, tta=False):
         reads.append((side, checkpoint.name, split))
         return scores(0.9)
 
@@ -173,6 +174,48 @@ def test_choose_reads_the_test_split_of_the_chosen_runs_once(tmp_path, data_env,
     assert sorted(reads) == [("lightning", "b-lightning.pt", "test"), ("plain", "b-plain.pt", "test")]
     saved = json.loads((out / "frontier.json").read_text())
     assert ["test" in r for r in saved] == [False, True, True]
+
+
+def test_tta_scores_each_saved_run_once_as_its_own_setting_and_can_be_chosen(tmp_path, data_env, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    name, other = list(frontier.SETTINGS)[:2]
+    records = [record(name, "plain", 3.0, 0.86), record(name, "plain", 3.0, 0.84, seed=43),
+               record(other, "plain", 4.0, 0.80)]
+    for r in records:
+        r["best_checkpoint"] = str(tmp_path / f"{r['seed']}-{r['setting']}.pt")
+        (tmp_path / f"{r['seed']}-{r['setting']}.pt").write_bytes(b"weights")
+    (out / "frontier.json").write_text(json.dumps(records))
+    reads = []
+
+    def fake_evaluate(side, checkpoint, data, split, accelerator, tta=False):
+        reads.append((checkpoint.name, split, tta))
+        return scores(0.9 if tta else 0.7)
+
+    monkeypatch.setattr(frontier, "evaluate_split", fake_evaluate)
+    for _ in range(2):  # the second call finds the TTA records saved and scores nothing again
+        frontier.main(["--render-only", "--tta", "--settings", name, "--choose", "--report-dir", str(out)])
+    tta_name = name + frontier.TTA_SUFFIX
+    assert sorted(reads) == [(f"{seed}-{name}.pt", split, True) for seed in (42, 43) for split in ("test", "val")]
+    saved = json.loads((out / "frontier.json").read_text())
+    added = [r for r in saved if r["setting"] == tta_name]
+    assert [(r["seed"], r["tta"], r["val"]["f1_macro"], r["test"]["f1_macro"]) for r in added] == \
+        [(42, True, 0.9, 0.9), (43, True, 0.9, 0.9)]
+    assert [r["fit_seconds"] for r in added] == [180.0, 180.0] and not any(r.get("tta") for r in saved[:3])
+    text = (out / "frontier.md").read_text()
+    assert f"## Chosen on validation: {tta_name}" in text and "scored again with test-time augmentation" in text
+
+
+def test_a_run_trained_again_drops_the_tta_record_of_its_old_checkpoint(tmp_path, data_env, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    name = next(iter(frontier.SETTINGS))
+    old = [record(name, "plain", 3.0, 0.8), {**record(name + frontier.TTA_SUFFIX, "plain", 3.0, 0.9), "tta": True}]
+    (out / "frontier.json").write_text(json.dumps(old))
+    monkeypatch.setattr(frontier, "run_setting", lambda name, side, *args: record(name, side, 5.0, 0.85))
+    frontier.main(["--settings", name, "--sides", "plain", "--report-dir", str(out)])
+    saved = json.loads((out / "frontier.json").read_text())
+    assert [(r["setting"], r["fit_seconds"]) for r in saved] == [(name, 300.0)]
 
 
 def lswmd(path, per_class: int = 12):
@@ -202,3 +245,20 @@ def test_a_real_run_is_scored_on_validation_then_on_test_when_chosen(side, tmp_p
     assert val["f1_macro_bootstrap_95"][0] <= val["f1_macro"] <= val["f1_macro_bootstrap_95"][1]
     assert saved["best_checkpoint"].endswith(".pt" if side == "plain" else ".ckpt")
     assert "## Chosen on validation: tiny" in (tmp_path / "out" / "frontier.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", ["plain", "lightning"])
+def test_tta_scores_a_real_run_again_through_evaluate_tta(side, tmp_path, monkeypatch):
+    monkeypatch.setenv("WM811K_PATH", str(lswmd(tmp_path / "mini.pkl")))
+    monkeypatch.setenv("WAFER_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(frontier, "_BASE", ("--samples-per-class", "5", "--batch-size", "16", "--base-channels", "8",
+                                            "--no-plots"))
+    monkeypatch.setattr(frontier, "SETTINGS", {"tiny": ("--image-size", "32", "--epochs", "2")})
+    frontier.main(["--sides", side, "--seeds", "7", "--tta", "--report-dir", str(tmp_path / "out")])
+    plain, tta = json.loads((tmp_path / "out" / "frontier.json").read_text())
+    assert (plain["setting"], tta["setting"], tta["tta"]) == ("tiny", "tiny, TTA", True)
+    assert tta["best_checkpoint"] == plain["best_checkpoint"] and "test" not in tta
+    assert sum(tta["val"]["per_class_support"].values()) == 16
+    scored = json.loads((tmp_path / ".frontier-runs" / f"0-{side}" / "evaluate-val-tta" / "metrics.json").read_text())
+    assert scored["config"]["tta"] is True and scored["test"]["f1_macro"] == tta["val"]["f1_macro"]

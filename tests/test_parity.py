@@ -13,6 +13,10 @@ FLAG_SETS = {
     "default": {},
     "augment, class weights, natural mix": {"augment": True, "class_weights": True, "balance_classes": False},
     "softened class weights, natural mix": {"class_weights": True, "class_weight_power": 0.5, "balance_classes": False},
+    "balanced sampler ** 0.5, augment, natural mix": {"sampler": "balanced", "sampler_power": 0.5, "augment": True,
+                                                      "balance_classes": False},
+    # the test split scored with the 8-view mean (validation is not): the same predictions on both sides
+    "test-time augmentation": {"tta": True},
     "monitor val_acc": {"monitor": "val_acc", "patience": 1},
     "channels_last": {"channels_last": True},
     "barebones": {"barebones": True},

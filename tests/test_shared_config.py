@@ -144,6 +144,18 @@ def test_class_weight_power_needs_class_weights_and_a_positive_value():
             TrainConfig(class_weights=True, class_weight_power=bad)
 
 
+def test_sampler_power_needs_the_balanced_sampler_and_a_value_in_0_1():
+    assert TrainConfig(sampler="balanced", sampler_power=0.5).sampler_power == 0.5
+    assert TrainConfig(sampler="balanced", sampler_power=0.0).sampler_power == 0.0
+    with pytest.raises(ValueError, match="sampler_power=0.5 needs --sampler balanced"):
+        TrainConfig(sampler_power=0.5)
+    with pytest.raises(ValueError, match=r"sampler='weighted' must be one of \('shuffle', 'balanced'\)"):
+        TrainConfig(sampler="weighted")
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+            TrainConfig(sampler="balanced", sampler_power=bad)
+
+
 def test_compile_mode_needs_compile():
     assert TrainConfig(compile=True, compile_mode="reduce-overhead").compile_mode == "reduce-overhead"
     with pytest.raises(ValueError, match="compile_mode='reduce-overhead' needs --compile"):

@@ -185,6 +185,45 @@ def test_train_loader_shards_per_rank(tiny_cfg, fake_maps):
     assert sorted(shards[0] + shards[1]) == sorted(ids_of(splits.train).tolist())
 
 
+def test_balanced_sampler_draw_is_a_function_of_seed_and_epoch(tiny_cfg, fake_maps):
+    fake_maps([300, 10, 120, 200, 80, 10, 20, 25, 700])
+    cfg = tiny_cfg.replace(image_size=SIZE, batch_size=64, balance_classes=False, sampler="balanced")
+    splits = split_dataset(cfg)
+
+    def order(epoch, cfg=cfg):
+        train, _, _ = make_dataloaders(cfg, splits)
+        assert isinstance(train.sampler, data.ClassBalancedSampler)
+        train.sampler.set_epoch(epoch)
+        return sum(batches(train), [])
+
+    first = order(0)
+    assert len(first) == len(splits.train) and len(set(first)) < len(first)  # with replacement
+    assert order(0) == first and order(1) != first and order(0, cfg.replace(seed=8)) != first
+
+
+# class shares of the draw are count ** (1 - power), normalised: 900/90/10 maps -> rare class 1/3, 0.074, 0.01
+@pytest.mark.parametrize(("power", "rare_share"), [(1.0, 1 / 3), (0.5, 10**0.5 / (900**0.5 + 90**0.5 + 10**0.5)),
+                                                   (0.0, 0.01)])
+def test_balanced_sampler_power_moves_from_the_natural_mix_to_equal_classes(power, rare_share):
+    labels = torch.tensor([0] * 900 + [1] * 90 + [2] * 10)
+    drawn = labels[list(data.ClassBalancedSampler(labels, power, seed=3))]
+    assert len(drawn) == 1000
+    assert abs((drawn == 2).float().mean().item() - rare_share) < 0.03
+
+
+def test_balanced_sampler_shards_are_equal_and_together_the_whole_draw():
+    labels = torch.tensor([0] * 60 + [1] * 7)  # 67 maps: 34 draws per rank, 68 in all
+    shards = []
+    for rank in (0, 1):
+        sampler = data.ClassBalancedSampler(labels, 1.0, seed=5, rank=rank, world_size=2)
+        sampler.set_epoch(2)
+        shards.append(list(sampler))
+    assert len(shards[0]) == len(shards[1]) == 34
+    whole = torch.multinomial(data.ClassBalancedSampler(labels, 1.0, seed=5).weights, 68, replacement=True,
+                              generator=torch.Generator().manual_seed(5 + 2)).tolist()
+    assert shards[0] == whole[0::2] and shards[1] == whole[1::2]  # draw positions split, none shared
+
+
 def test_to_inputs_scales_codes():
     x = to_inputs(np.array([[[0, 1], [2, 1]]], dtype=np.uint8))
     assert x.shape == (1, 1, 2, 2) and x.dtype == torch.float32

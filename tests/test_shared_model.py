@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from shared.config import CLASS_NAMES
-from shared.model import WaferCNN, build_model, count_parameters
+from shared.model import WaferCNN, build_model, count_parameters, dihedral_views, tta_log_probs
 from shared.runtime import state_digest
 
 
@@ -68,3 +68,25 @@ def test_state_digest_sees_buffers():
     digest = state_digest(model)
     model.features[0][1].running_mean += 1e-6  # a BatchNorm statistic, not a parameter
     assert state_digest(model) != digest
+
+
+def test_dihedral_views_are_the_8_distinct_symmetries_identity_first():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    views = list(dihedral_views(x))
+    assert len(views) == 8 and torch.equal(views[0], x)
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+
+
+def test_tta_probabilities_are_invariant_under_rotation_and_flip_unlike_the_plain_ones():
+    torch.manual_seed(0)
+    model = WaferCNN(base_channels=8).eval()
+    x = torch.rand(4, 1, 16, 16)
+    turned, flipped = torch.rot90(x, 1, dims=(-2, -1)), x.flip(-1)
+    with torch.no_grad():
+        tta = tta_log_probs(model, x)
+        assert torch.allclose(tta.exp().sum(1), torch.ones(4))  # log-probabilities of a distribution
+        assert torch.allclose(tta_log_probs(model, turned), tta, atol=1e-6)
+        assert torch.allclose(tta_log_probs(model, flipped), tta, atol=1e-6)
+        assert not torch.allclose(model(turned).log_softmax(1), model(x).log_softmax(1), atol=1e-6)
+        mean = torch.stack([model(v).softmax(1) for v in dihedral_views(x)]).mean(0)
+        assert torch.allclose(tta.exp(), mean, atol=1e-6)  # the mean of the 8 softmaxes
