@@ -25,7 +25,7 @@ test: install
 bench: install
 	$(PY) -m pytest benchmarks --profile $(PROFILE)
 
-# on a CUDA machine, ~7 minutes: the seed profile on the GPU, then every CUDA path of both sides (tests/test_gpu.py)
+# on a CUDA machine, ~6 minutes: the seed profile on the GPU, then every CUDA path of both sides (tests/test_gpu.py)
 # -> reports/seed-<card>/ (the checks' log included)
 bench-gpu: $(INSTALL)
 	$(PY) -m pytest benchmarks/test_comparison.py --profile $(PROFILE) --bench-accelerators gpu
