@@ -223,10 +223,11 @@ def run_gpu_checks(timeout_s: float) -> dict:
     return {"exit": code, "seconds": time.perf_counter() - start, "summary": lines[-1] if lines else "", "log": log}
 
 
-# seconds each part of a plan takes, as measured with this code (CPU: the 2-core EPYC VM; GPU: the H200 host)
+# seconds each part of a plan takes, as measured with this code (CPU: the 2-core EPYC VM; GPU: the H200 run of
+# reports/seed-h200: its e2e pair took 15 + 26 s; "checks" is its 98 s less the evaluate process now overlapped)
 COSTS = {"cpu": {"import": 5.0, "e2e": 20.0, "variant": 12.0, "worker": 8.0, "checks": 0.0,
                  "block": {"step": 1.1, "fixed": 0.5, "features": 0.7, "fastest": 2.0, "sweep": 1.0, "extra": 2.0}},
-         "gpu": {"import": 12.0, "e2e": 35.0, "variant": 30.0, "worker": 25.0, "checks": 65.0,
+         "gpu": {"import": 12.0, "e2e": 20.5, "variant": 30.0, "worker": 25.0, "checks": 65.0,
                  "block": {"step": 0.8, "fixed": 1.0, "features": 1.0, "fastest": 12.0, "sweep": 1.0, "extra": 1.6}}}
 
 
