@@ -32,8 +32,9 @@ IMPLEMENTATION = "lightning_impl"
 
 
 # the advert; Ctrl-C's "attempting graceful shutdown" (the CLI prints its own line for that); the accelerator
-# inventory (the banner names the device the run uses)
-NOISE = ("litlogger", "Detected KeyboardInterrupt", "GPU available:", "TPU available:", "HPU available:")
+# inventory (the banner names the device the run uses); the schedule's step count being worked out
+NOISE = ("litlogger", "Detected KeyboardInterrupt", "GPU available:", "TPU available:", "HPU available:",
+         "to estimate number of stepping batches")
 
 
 def _drop_advert(record: logging.LogRecord) -> bool:
