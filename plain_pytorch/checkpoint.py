@@ -5,19 +5,20 @@ from __future__ import annotations
 import operator
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from plain_pytorch.early_stopping import EarlyStopping
-from plain_pytorch.logger import TrainLogger
 from shared.config import TrainConfig, check_epochs_left, check_same_experiment
 from shared.data import experiment_facts
 from shared.outputs import resume_file
-from shared.results import RunResult
 from shared.runtime import TrainingError, atomic_torch_save, load_torch_file
+
+if TYPE_CHECKING:  # loop.py imports this module
+    from plain_pytorch.loop import Parts, TrainState
 
 FORMAT = "wafer-bench/plain/1"
 # keys every checkpoint this side writes has (checkpoint_state plus CheckpointSaver's)
@@ -95,34 +96,24 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 # Lightning: ModelCheckpoint's dump_checkpoint (the file's contents)
-def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler, epoch: int,
-                     logger: TrainLogger, stopper: EarlyStopping | None, result: RunResult, cfg: TrainConfig) -> dict:
+def checkpoint_state(parts: Parts, state: TrainState, cfg: TrainConfig, world_size: int) -> dict:
     """Everything a resume needs, as tensors and primitives (loadable with weights_only=True)."""
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "global_step": logger.global_step, "early_stopping": stopper.state_dict() if stopper else None,
-            "history": result.history, "step_losses": torch.tensor(result.step_losses, dtype=torch.float64),
-            "rng": rng_state(), "config": cfg.to_dict(),
-            "experiment": experiment_facts(cfg, result.world_size)}
+    return {"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict(), **state.state_dict(), "rng": rng_state(),
+            "config": cfg.to_dict(), "experiment": experiment_facts(cfg, world_size)}
 
 
 # Lightning: Trainer.fit(ckpt_path=...)
 def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
-            stopper: EarlyStopping | None, saver: CheckpointSaver | None, result: RunResult) -> int:
-    """Load a checkpoint's weights, optimizer, schedule, early stopping, top-k, history and RNG; the next epoch."""
+            state: TrainState) -> None:
+    """Load a checkpoint's weights, optimizer, schedule, loop state (early stopping, top k) and RNG."""
     ckpt = load_checkpoint(path)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
-    if stopper is not None and ckpt["early_stopping"] is not None:
-        stopper.load_state_dict(ckpt["early_stopping"])
-    if saver is not None:
-        saver.load_state_dict(ckpt["checkpoints"])
-    result.history = ckpt["history"]
-    result.step_losses = ckpt["step_losses"].tolist()
+    state.load_state_dict(ckpt)
     # redundant while every epoch reseeds, but it keeps a resume exact if RNG is ever drawn between epochs
     set_rng_state(ckpt["rng"])
-    return ckpt["epoch"] + 1
 
 
 def rng_state() -> dict:

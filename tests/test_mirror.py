@@ -10,9 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = ["train.py", "checkpoint.py", "evaluate.py", "callbacks.py", "recorder.py", "module.py"]
 # plain blocks the Trainer (or a Lightning callback, logger or strategy) replaces
-REPLACED = ["CheckpointSaver", "EarlyStopping", "TrainLogger", "init_distributed", "run_epochs", "train_one_epoch",
-            "evaluate", "to_device", "autocast", "make_callbacks", "wrap_model", "all_reduce_sum",
-            "broadcast_buffers", "means", "checkpoint_state", "restore"]
+REPLACED = ["CheckpointSaver", "EarlyStopping", "TrainLogger", "init_distributed", "Parts", "TrainState",
+            "run_epochs", "train_one_epoch", "evaluate", "to_device", "autocast", "make_callbacks",
+            "wrap_model", "all_reduce_sum", "broadcast_buffers", "epoch_means", "checkpoint_state",
+            "restore"]
 MARKER = "# Lightning:"
 
 
