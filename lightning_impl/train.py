@@ -26,14 +26,22 @@ from shared.data import WaferSplits, experiment_facts
 from shared.model import build_model, count_parameters
 from shared.outputs import claim_output_dir
 from shared.results import RunResult, best_epoch, finish_run, print_banner, report
-from shared.runtime import apply_torch_settings, replica_digest, resolve_device, seed_everything, state_digest, trainer_device_args
+from shared.runtime import (
+    apply_torch_settings,
+    replica_digest,
+    resolve_device,
+    seed_everything,
+    state_digest,
+    trainer_device_args,
+)
 
 IMPLEMENTATION = "lightning_impl"
 
 
-# the advert; Ctrl-C's "attempting graceful shutdown" (the CLI prints its own line for that); the accelerator
-# inventory (the banner names the device the run uses)
-NOISE = ("litlogger", "Detected KeyboardInterrupt", "GPU available:", "TPU available:", "HPU available:")
+# the advert; Ctrl-C's "attempting graceful shutdown" (the CLI prints its own line for that); the
+# accelerator inventory (the banner names the device the run uses)
+NOISE = ("litlogger", "Detected KeyboardInterrupt", "GPU available:", "TPU available:",
+         "HPU available:")
 
 
 def _drop_advert(record: logging.LogRecord) -> bool:

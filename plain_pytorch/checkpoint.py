@@ -1,4 +1,4 @@
-"""Checkpoints written by hand: atomic files, the best k by the monitored metric plus last.pt, exact resume."""
+"""Checkpoints by hand: atomic files, the best k by the monitored metric, last.pt, exact resume."""
 
 from __future__ import annotations
 
@@ -22,30 +22,33 @@ if TYPE_CHECKING:  # loop.py imports this module
 
 FORMAT = "wafer-bench/plain/1"
 # keys every checkpoint this side writes has (checkpoint_state plus CheckpointSaver's)
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "global_step", "early_stopping", "history",
-                   "step_losses", "rng", "config", "checkpoints")
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "global_step", "early_stopping",
+                   "history", "step_losses", "rng", "config", "checkpoints")
 
 
 # Lightning: ModelCheckpoint
 class CheckpointSaver:
-    """Keeps the best `top_k` checkpoints by the monitored metric, plus last.pt (timm's CheckpointSaver, pared down)."""
+    """Keeps the best `top_k` checkpoints by the monitored metric, and last.pt (timm's, pared)."""
 
     def __init__(self, directory: str | Path, monitor: str, mode: str, top_k: int) -> None:
         self.directory, self.monitor, self.top_k = Path(directory), monitor, top_k
         self.is_better = operator.lt if mode == "min" else operator.gt
-        self.best: list[list] = []  # [score, file name], best first; ties keep the earlier epoch first
+        # [score, file name], best first; ties keep the earlier epoch first
+        self.best: list[list] = []
 
     @property
     def best_path(self) -> Path | None:
         return self.directory / self.best[0][1] if self.best else None
 
     def save(self, state: dict, epoch: int, score: float) -> None:
-        """Write this epoch's file if it ranks in the top k (deleting the one it displaces), then last.pt."""
+        """This epoch's file if it ranks in the top k (deleting the one it displaces); last.pt."""
         name = f"epoch={epoch}-{self.monitor}={score:.4f}.pt"
-        ranks = self.top_k > 0 and (len(self.best) < self.top_k or self.is_better(score, self.best[-1][0]))
+        ranks = self.top_k > 0 and (len(self.best) < self.top_k
+                                    or self.is_better(score, self.best[-1][0]))
         dropped = []
         if ranks:
-            at = next((i for i, (s, _) in enumerate(self.best) if self.is_better(score, s)), len(self.best))
+            at = next((i for i, (s, _) in enumerate(self.best) if self.is_better(score, s)),
+                      len(self.best))
             self.best.insert(at, [score, name])
             dropped, self.best = self.best[self.top_k:], self.best[:self.top_k]
         state = {"format": FORMAT, **state, "checkpoints": self.state_dict()}
@@ -60,11 +63,12 @@ class CheckpointSaver:
 
     def load_state_dict(self, state: dict) -> None:
         # a resume into another output_dir starts a fresh top-k: the listed files are not there
-        self.best = [[score, name] for score, name in state["best"] if (self.directory / name).is_file()]
+        self.best = [[score, name] for score, name in state["best"]
+                     if (self.directory / name).is_file()]
 
 
 def resume_path(cfg: TrainConfig, world_size: int) -> Path | None:
-    """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
+    """The checkpoint --resume names, checked against cfg's experiment before any work is done."""
     path = resume_file(cfg, "last.pt")
     if path is not None:
         check_same_experiment(path, stored_config(cfg), cfg, experiment_facts(cfg, world_size))
@@ -82,16 +86,19 @@ def stored_config(cfg: TrainConfig) -> dict | None:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A plain-side checkpoint (tensors and primitives); TrainingError naming the file if unusable."""
+    """A plain-side checkpoint (tensors and primitives); TrainingError naming it if unusable."""
     ckpt = load_torch_file(path)
     found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
     if found != FORMAT:
         lightning = isinstance(ckpt, dict) and "pytorch-lightning_version" in ckpt
-        raise TrainingError(f"{path}: not a plain_pytorch checkpoint (format tag {found!r}, expected {FORMAT!r})"
-                            + ("; it is a Lightning checkpoint, for lightning_impl" if lightning else ""))
+        raise TrainingError(f"{path}: not a plain_pytorch checkpoint (format tag {found!r}, "
+                            f"expected {FORMAT!r})"
+                            + ("; it is a Lightning checkpoint, for lightning_impl"
+                               if lightning else ""))
     missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
     if missing:
-        raise TrainingError(f"{path}: incomplete plain_pytorch checkpoint (missing {', '.join(missing)})")
+        raise TrainingError(f"{path}: incomplete plain_pytorch checkpoint "
+                            f"(missing {', '.join(missing)})")
     return ckpt
 
 
@@ -106,13 +113,13 @@ def checkpoint_state(parts: Parts, state: TrainState, cfg: TrainConfig, world_si
 # Lightning: Trainer.fit(ckpt_path=...)
 def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
             state: TrainState) -> None:
-    """Load a checkpoint's weights, optimizer, schedule, loop state (early stopping, top k) and RNG."""
+    """Load a checkpoint's weights, optimizer, schedule, loop state (stopping, top k) and RNG."""
     ckpt = load_checkpoint(path)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     state.load_state_dict(ckpt)
-    # redundant while every epoch reseeds, but it keeps a resume exact if RNG is ever drawn between epochs
+    # redundant while every epoch reseeds, but a resume stays exact if RNG is drawn between epochs
     set_rng_state(ckpt["rng"])
 
 

@@ -22,7 +22,8 @@ PROG = "python -m plain_pytorch.evaluate"
 
 
 def load_model(path: str, ckpt: dict, cfg: TrainConfig) -> nn.Module:
-    """The WaferCNN the checkpoint's config describes, with its weights; TrainingError if they do not fit."""
+    """The WaferCNN the checkpoint's config describes, with its weights; TrainingError if
+    they do not fit."""
     model = build_model(cfg)
     try:
         model.load_state_dict(ckpt["model"])

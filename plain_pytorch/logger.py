@@ -1,4 +1,4 @@
-"""Console and TensorBoard output by hand: what Lightning's progress bar, logger and LearningRateMonitor do."""
+"""Console and TensorBoard output by hand: Lightning's progress bar, logger, LearningRateMonitor."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from shared.config import BAR_REFRESH_STEPS, TrainConfig
 class TrainLogger:
     """On rank 0: draws the progress bar, writes epoch lines and scalars at the loop's step count.
 
-    TensorBoard tags and steps are those of Lightning's TensorBoardLogger, so the two event files line up.
-    Without tensorboard/progress_bar (cfg.uses) that part is left out; the epoch lines always remain.
+    TensorBoard tags and steps are those of Lightning's TensorBoardLogger, so the two event files
+    line up. Without tensorboard/progress_bar (cfg.uses) that part is left out; the epoch lines
+    always remain.
     """
 
     def __init__(self, cfg: TrainConfig, device: torch.device, is_main: bool,
@@ -29,14 +30,16 @@ class TrainLogger:
         self.bar: tqdm | None = None
         self.writer: SummaryWriter | None = None
         if is_main and cfg.uses("tensorboard"):
-            from torch.utils.tensorboard import SummaryWriter  # TensorBoard's import costs ~1 s; only when on
+            from torch.utils.tensorboard import (
+                SummaryWriter,  # TensorBoard's import costs ~1 s; only when on
+            )
 
             # purge_step hides what a killed run logged after its last checkpoint
             self.writer = SummaryWriter(log_dir=str(Path(cfg.output_dir) / "tensorboard"),
                                         purge_step=first_step or None)
 
     def start_epoch(self, epoch: int, steps: int, lr: float, global_step: int) -> None:
-        """The learning rate to TensorBoard (as LearningRateMonitor at epoch start) and a fresh bar."""
+        """The learning rate to TensorBoard (as LearningRateMonitor at epoch start), a fresh bar."""
         if self.writer is not None:
             self.writer.add_scalar("lr-Adam", lr, global_step)
         if self.is_main and self.cfg.uses("progress_bar"):
@@ -46,7 +49,7 @@ class TrainLogger:
                             dynamic_ncols=True, mininterval=float("inf"))
 
     def step(self, loss: torch.Tensor, global_step: int) -> None:
-        """After optimizer step global_step: the loss to the bar and TensorBoard when either shows it."""
+        """After optimizer step global_step: the loss to bar and TensorBoard when either shows."""
         logged = self.writer is not None and global_step % self.cfg.log_every_n_steps == 0
         redraw = self.bar is not None and ((self.bar.n + 1) % BAR_REFRESH_STEPS == 0
                                            or self.bar.n + 1 == self.bar.total)
@@ -63,7 +66,7 @@ class TrainLogger:
             self.bar.n += 1
 
     def end_epoch(self, entry: dict, global_step: int) -> None:
-        """Epoch metrics to TensorBoard (at the epoch's last step, as Lightning does) and one console line."""
+        """Epoch metrics to TensorBoard (at the epoch's last step, as Lightning), a console line."""
         if self.writer is not None:
             for tag in ("train_loss", "train_acc", "val_loss", "val_acc"):
                 self.writer.add_scalar(tag, entry[tag], global_step - 1)

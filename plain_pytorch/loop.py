@@ -1,4 +1,4 @@
-"""The loop a Trainer runs around a LightningModule's hooks, written out: devices, precision, epochs, state."""
+"""The loop a Trainer runs around a LightningModule's hooks, written out: devices, epochs, state."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from plain_pytorch.checkpoint import CheckpointSaver, checkpoint_state
 from plain_pytorch.distributed import World, broadcast_buffers
 from plain_pytorch.early_stopping import EarlyStopping
 from plain_pytorch.logger import TrainLogger
-from plain_pytorch.module import epoch_means, on_train_epoch_start, test_predictions, test_step, training_step, validation_step
+from plain_pytorch.module import (
+    epoch_means,
+    on_train_epoch_start,
+    test_predictions,
+    test_step,
+    training_step,
+    validation_step,
+)
 from plain_pytorch.recorder import RunRecorder
 from shared.config import TrainConfig
 from shared.data import random_dihedral
@@ -67,7 +74,7 @@ class TrainState:
 
 def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, cfg: TrainConfig,
               augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Copy a batch to the device (asynchronously from pinned memory), augment it there, in layout."""
+    """Copy a batch to the device (async from pinned memory), augment it there, in model layout."""
     # Lightning: the Trainer's batch transfer + WaferDataModule.on_after_batch_transfer
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
     if augment:
@@ -119,8 +126,8 @@ def evaluate(net: nn.Module, loader, step, device: torch.device, cfg: TrainConfi
 def validate(parts: Parts, loader, device: torch.device, cfg: TrainConfig) -> dict:
     """The validation sums over a loader."""
     sums = {}
-    evaluate(parts.net, loader, lambda batch: validation_step(parts.net, parts.criterion, batch, sums),
-             device, cfg)
+    evaluate(parts.net, loader,
+             lambda batch: validation_step(parts.net, parts.criterion, batch, sums), device, cfg)
     return sums
 
 
@@ -150,16 +157,18 @@ def run_epochs(cfg: TrainConfig, world: World, parts: Parts, loaders: tuple, sta
                                                logger, recorder)
         train = check_finite(epoch_means(sums, "train", world), epoch, cfg)
         broadcast_buffers(parts.model, world)  # BatchNorm statistics per shard: take rank 0's
-        # every rank validates the whole (unsharded) set; the reduction makes the numbers bitwise equal
+        # every rank validates the whole (unsharded) set; the reduction makes the numbers equal
         val = epoch_means(validate(parts, val_loader, world.device, cfg), "val", world)
-        entry = {"epoch": epoch, **train, **val, "lr": parts.optimizer.param_groups[0]["lr"], **timing}
+        entry = {"epoch": epoch, **train, **val, "lr": parts.optimizer.param_groups[0]["lr"],
+                 **timing}
         state.history.append(entry)
         state.step_losses += torch.stack(losses).tolist()
         logger.end_epoch(entry, state.global_step)
         if state.stopper is not None:
             state.stopper.step(entry[cfg.monitor])
         if state.saver is not None:
-            state.saver.save(checkpoint_state(parts, state, cfg, world.size), epoch, entry[cfg.monitor])
+            state.saver.save(checkpoint_state(parts, state, cfg, world.size), epoch,
+                             entry[cfg.monitor])
     recorder.on_train_end()
 
 

@@ -1,4 +1,4 @@
-"""The LightningModule's hooks as functions: the loss, one batch's step, epoch means, the optimizer."""
+"""The LightningModule's hooks as functions: loss, one batch's step, epoch means, optimizer."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def make_criterion(cfg: TrainConfig, loss_weights: torch.Tensor | None,
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
 
 
-def model_step(net: nn.Module, criterion: nn.Module,
-               batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def model_step(net: nn.Module, criterion: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Loss, predicted classes and labels of one batch (shared by train, val and test)."""
     x, y = batch
     logits = net(x)
@@ -29,7 +29,8 @@ def model_step(net: nn.Module, criterion: nn.Module,
 
 def on_train_epoch_start(cfg: TrainConfig, epoch: int) -> None:
     """Reseed for the epoch."""
-    # dropout and augmentation draw from (seed, epoch) alone, so a resumed run draws what an uninterrupted one does
+    # dropout and augmentation draw from (seed, epoch) alone: a resumed run draws what an
+    # uninterrupted one does
     seed_everything(epoch_seed(cfg, epoch))
 
 
@@ -60,7 +61,7 @@ def test_predictions(outputs: list) -> tuple[torch.Tensor, torch.Tensor]:
 
 def accumulate(sums: dict, stage: str, loss: torch.Tensor, preds: torch.Tensor,
                y: torch.Tensor) -> None:
-    """Add a batch to the stage's (loss x n, correct, n) sums, on the device: no host sync per step."""
+    """Add a batch to the stage's (loss x n, correct, n) sums, on the device (no sync)."""
     batch = (loss.detach() * len(y), (preds == y).sum(), len(y))
     total = sums.get(stage)
     sums[stage] = batch if total is None else tuple(a + b for a, b in zip(total, batch))
@@ -68,9 +69,10 @@ def accumulate(sums: dict, stage: str, loss: torch.Tensor, preds: torch.Tensor,
 
 # Lightning: self.log(..., on_epoch=True, batch_size=len(y), sync_dist=True)
 def epoch_means(sums: dict, stage: str, world: World) -> dict[str, float]:
-    """`{stage}_loss`/`{stage}_acc`: the epoch's sums reduced over the ranks, divided in float32."""
+    """`{stage}_loss`/`{stage}_acc`: the epoch's sums reduced over ranks, divided in float32."""
     loss_sum, correct, seen = sums.pop(stage)
-    sums = torch.stack([loss_sum, correct.float(), torch.tensor(float(seen), device=loss_sum.device)])
+    sums = torch.stack([loss_sum, correct.float(),
+                        torch.tensor(float(seen), device=loss_sum.device)])
     sums = all_reduce_sum(sums, world)
     loss, acc = (sums[:2] / sums[2]).tolist()  # one host read per stage and epoch
     return {f"{stage}_loss": loss, f"{stage}_acc": acc}

@@ -12,8 +12,20 @@ import torch
 from torch import nn
 
 from plain_pytorch.callbacks import make_callbacks
-from plain_pytorch.checkpoint import CheckpointSaver, load_checkpoint, restore, resume_path, stored_config
-from plain_pytorch.distributed import World, close_distributed, init_distributed, wait_for_all, wrap_model
+from plain_pytorch.checkpoint import (
+    CheckpointSaver,
+    load_checkpoint,
+    restore,
+    resume_path,
+    stored_config,
+)
+from plain_pytorch.distributed import (
+    World,
+    close_distributed,
+    init_distributed,
+    wait_for_all,
+    wrap_model,
+)
 from plain_pytorch.logger import TrainLogger
 from plain_pytorch.loop import Parts, TrainState, run_epochs, run_test
 from plain_pytorch.module import configure_optimizers, make_criterion
