@@ -126,7 +126,8 @@ def _fit(cfg: TrainConfig) -> RunResult:
     model = build_model(cfg)
     result = RunResult(IMPLEMENTATION, cfg.to_dict(), str(device),
                        num_parameters=count_parameters(model),
-                       initial_weights_sha256=state_digest(model), data_skipped=splits.skipped)
+                       initial_weights_sha256=state_digest(model), data_skipped=splits.skipped,
+                       train_size=len(splits.train))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cfg.compile:  # in place: the state_dict keys stay WaferCNN's, for an uncompiled one

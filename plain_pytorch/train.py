@@ -63,7 +63,7 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
     model = build_model(cfg)
     result = RunResult(IMPLEMENTATION, cfg.to_dict(), str(device), world.size,
                        count_parameters(model), initial_weights_sha256=state_digest(model),
-                       data_skipped=splits.skipped)
+                       data_skipped=splits.skipped, train_size=len(splits.train))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = model.to(device, non_blocking=True)  # Lightning: the Trainer moves the model

@@ -455,3 +455,13 @@ def test_the_gpu_checks_run_as_their_own_pytest_and_report_their_summary() -> No
     checks = run_gpu_checks(timeout_s=120)
     assert checks["exit"] == 0 and checks["seconds"] > 0
     assert "skipped" in checks["summary"] and "test_gpu.py" in checks["log"]
+
+
+def test_train_size_is_read_from_the_record_and_rebuilt_for_older_ones(monkeypatch) -> None:
+    from benchmarks import summary as summary_mod
+
+    monkeypatch.setattr(summary_mod, "_train_size", lambda items: 77)  # the re-split, stubbed
+    config = dict.fromkeys(("data", "samples_per_class", "balance_classes", "image_size", "val_fraction",
+                            "test_fraction", "seed"), 0)
+    assert summary_mod.train_size({"train_size": 1234, "config": config}) == 1234
+    assert summary_mod.train_size({"config": config}) == 77  # a record from before train_size
