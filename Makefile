@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= seed
 INSTALL ?= install  # `make bench-gpu INSTALL= PY=python3`: use an environment that already has everything
 
-.PHONY: install test bench bench-gpu clean
+.PHONY: install test bench bench-gpu sdiff clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ bench: install
 # -> reports/seed-<card>/ (the checks' log included)
 bench-gpu: $(INSTALL)
 	$(PY) -m pytest benchmarks/test_comparison.py --profile $(PROFILE) --bench-accelerators gpu
+
+# the two sides side by side, one mirrored pair after another, then how many rows of each pair differ
+sdiff:
+	@for plain in plain_pytorch/*.py; do \
+		name=$${plain#plain_pytorch/}; \
+		if [ "$$name" != __init__.py ] && [ -f "lightning_impl/$$name" ]; then \
+			echo "=== plain_pytorch/$$name | lightning_impl/$$name"; \
+			sdiff -w 200 "$$plain" "lightning_impl/$$name" || true; \
+		fi; \
+	done
+	@$(PYTHON) benchmarks/loc.py
 
 clean:
 	rm -rf runs reports/smoke .pytest_cache

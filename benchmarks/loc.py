@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import difflib
 import io
 import tokenize
 from dataclasses import dataclass
@@ -71,3 +72,45 @@ def count_package(folder: Path) -> dict[str, LineCount]:
 def total(counts: dict[str, LineCount]) -> LineCount:
     """The sum of per-file counts."""
     return sum(counts.values(), LineCount(0, 0, 0))
+
+
+@dataclass(frozen=True)
+class RowDiff:
+    """Side-by-side rows of two files that are not blank on both sides, and how many of them differ."""
+
+    differ: int
+    rows: int
+
+
+def side_by_side_rows(left: str, right: str) -> RowDiff:
+    """Rows of a side-by-side diff (as sdiff lays them out, aligned by difflib), blank rows left out."""
+    a, b = left.splitlines(), right.splitlines()
+    differ = rows = 0
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        # a replaced block pairs its lines up row by row; the longer side's surplus rows stand alone
+        left_part, right_part = a[i1:i2], b[j1:j2]
+        for k in range(max(len(left_part), len(right_part))):
+            if "".join(left_part[k:k + 1] + right_part[k:k + 1]).strip():
+                rows += 1
+                differ += tag != "equal"
+    return RowDiff(differ, rows)
+
+
+def mirrored_pairs(plain: Path, lightning: Path) -> list[str]:
+    """File names present in both folders (package markers left out), sorted."""
+    names = {p.name for p in plain.glob("*.py")} & {p.name for p in lightning.glob("*.py")}
+    return sorted(names - {"__init__.py"})
+
+
+def main() -> None:
+    """Print, per mirrored pair, how many non-blank side-by-side rows differ."""
+    root = Path(__file__).resolve().parents[1]
+    plain, lightning = root / "plain_pytorch", root / "lightning_impl"
+    for name in mirrored_pairs(plain, lightning):
+        diff = side_by_side_rows((plain / name).read_text(encoding="utf-8"),
+                                 (lightning / name).read_text(encoding="utf-8"))
+        print(f"{name}: {diff.differ} of {diff.rows} non-blank rows differ")
+
+
+if __name__ == "__main__":
+    main()

@@ -62,7 +62,7 @@ def _train_maps(run: dict) -> int | None:
     from benchmarks.summary import train_size
 
     try:
-        return train_size(run["metrics"]["config"])
+        return train_size(run["metrics"])
     except (KeyError, ValueError, OSError):
         return None
 

@@ -29,10 +29,12 @@ def _train_size(config_items: tuple) -> int:
     return len(split_dataset(TrainConfig(**dict(config_items))).train)
 
 
-def train_size(config: dict) -> int:
-    """Training maps per epoch of a run (rebuilt from its recorded config; data only, no training)."""
+def train_size(metrics: dict) -> int:
+    """Training maps per epoch of a run, as its record says (older records: rebuilt from its config)."""
+    if metrics.get("train_size"):
+        return metrics["train_size"]
     keep = ("data", "samples_per_class", "balance_classes", "image_size", "val_fraction", "test_fraction", "seed")
-    return _train_size(tuple((k, config[k]) for k in keep))
+    return _train_size(tuple((k, metrics["config"][k]) for k in keep))
 
 
 def steady_step_seconds(metrics: dict) -> float | None:
@@ -47,7 +49,7 @@ def samples_per_second(metrics: dict) -> float | None:
     if not step:
         return None
     # under DDP each rank steps through its shard: one epoch still covers the whole training set
-    return train_size(metrics["config"]) / (step * metrics["steps_per_epoch"])
+    return train_size(metrics) / (step * metrics["steps_per_epoch"])
 
 
 def run_figures(run: dict) -> dict:

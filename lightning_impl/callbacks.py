@@ -1,4 +1,4 @@
-"""The callbacks that replace plain_pytorch's hand-written early stopping, checkpoints, LR logging and progress bar."""
+"""The callbacks replacing plain_pytorch's early stopping, checkpoints, LR logging, progress bar."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -18,17 +23,19 @@ from shared.runtime import atomic_torch_save, non_finite_loss
 
 
 def make_callbacks(cfg: TrainConfig) -> list[L.Callback]:
-    """Early stopping, best-k + last checkpoints, LR logging and a progress bar; each only where cfg.uses it."""
+    """Early stopping, best-k + last checkpoints, LR logging, a bar; each where cfg.uses it."""
     callbacks: list[L.Callback] = []
     if cfg.uses("early_stopping"):
-        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience,
-                                       min_delta=cfg.min_delta))
+        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode,
+                                       patience=cfg.patience, min_delta=cfg.min_delta))
     if cfg.uses("checkpoints"):
         # enable_version_counter=False: a rerun in the same folder rewrites its files (as the
         # plain side does) instead of writing last-v1.ckpt beside a stale last.ckpt
-        callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint_dir, monitor=cfg.monitor, mode=cfg.monitor_mode,
-                                         save_top_k=cfg.save_top_k, auto_insert_metric_name=False,
-                                         filename=f"epoch={{epoch}}-{cfg.monitor}={{{cfg.monitor}:.4f}}",
+        callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint_dir, monitor=cfg.monitor,
+                                         mode=cfg.monitor_mode, save_top_k=cfg.save_top_k,
+                                         auto_insert_metric_name=False,
+                                         filename=(f"epoch={{epoch}}-{cfg.monitor}="
+                                                   f"{{{cfg.monitor}:.4f}}"),
                                          enable_version_counter=False))
         # last.ckpt = every epoch's end: save_last=True rewrites it only on epochs that enter the
         # top k (Lightning 2.6), so --resume last would re-train the epochs after the best one.
@@ -36,21 +43,24 @@ def make_callbacks(cfg: TrainConfig) -> list[L.Callback]:
         # and this file then holds its state updated for the epoch
         callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint_dir, filename="last", monitor=None,
                                          save_top_k=1, enable_version_counter=False))
-    if cfg.uses("tensorboard"):  # it writes to the logger: part of the TensorBoard feature, as on the plain side
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # one "lr-Adam" point per epoch
-    if cfg.uses("progress_bar"):  # leave=True: one line per epoch, its postfix = the epoch's metrics
-        callbacks.append(TQDMProgressBar(leave=True) if cfg.lightning_defaults else StepLossBar(leave=True))
+    if cfg.uses("tensorboard"):  # it writes to the logger: part of the TensorBoard feature
+        # one "lr-Adam" point per epoch
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if cfg.uses("progress_bar"):  # leave=True: one line per epoch, its postfix the epoch's metrics
+        callbacks.append(TQDMProgressBar(leave=True) if cfg.lightning_defaults
+                         else StepLossBar(leave=True))
     return callbacks
 
 
 class StepLossBar(TQDMProgressBar):
-    """The plain side's bar: redrawn every BAR_REFRESH_STEPS steps showing the step loss, no validation/test bar."""
+    """The plain side's bar: redrawn every BAR_REFRESH_STEPS steps with the loss; no val/test."""
 
     def __init__(self, leave: bool) -> None:
         super().__init__(refresh_rate=BAR_REFRESH_STEPS, leave=leave)
         self._loss: torch.Tensor | None = None
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
         self._loss = outputs["loss"]
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
@@ -122,9 +132,11 @@ class RunHistory(L.Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """ModelCheckpoint's writer through a temp file beside the target and a rename: a kill mid-write never
-    truncates last.ckpt (Lightning's own goes through $TMPDIR and, across filesystems, copies over the target)."""
+    """ModelCheckpoint's writer through a temp file beside the target and a rename: a kill mid-write
+    never truncates last.ckpt (Lightning's own goes through $TMPDIR and, across filesystems, copies
+    over the target)."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(checkpoint, path)  # Lightning: what plain_pytorch's CheckpointSaver does by hand
+        # Lightning: what plain_pytorch's CheckpointSaver does by hand
+        atomic_torch_save(checkpoint, path)

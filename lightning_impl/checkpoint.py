@@ -1,4 +1,4 @@
-"""Checkpoints are ModelCheckpoint's; this side only finds, reads and checks the file --resume names."""
+"""Checkpoints are ModelCheckpoint's; this side only finds, reads and checks what --resume names."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ PLAIN_FORMAT = "wafer-bench/plain/"  # the format tag plain_pytorch's checkpoint
 
 
 def resume_path(cfg: TrainConfig, world_size: int) -> Path | None:
-    """The checkpoint --resume names, read and checked against cfg's experiment before anything is trained or written."""
+    """The checkpoint --resume names, checked against cfg's experiment before any work is done."""
     path = resume_file(cfg, "last.ckpt")
     if path is not None:
         check_same_experiment(path, stored_config(cfg), cfg, experiment_facts(cfg, world_size))
-        check_epochs_left(path, load_checkpoint(path)["epoch"] + 1, cfg)  # "epoch": the last completed one
+        # "epoch": the last completed one
+        check_epochs_left(path, load_checkpoint(path)["epoch"] + 1, cfg)
     return path
 
 
@@ -32,7 +33,7 @@ def stored_config(cfg: TrainConfig) -> dict | None:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A checkpoint this side wrote, on the CPU; anything else is a TrainingError naming the file."""
+    """A checkpoint this side wrote, on the CPU; anything else is a TrainingError naming it."""
     ckpt = load_torch_file(path)
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
     if missing:
@@ -44,7 +45,8 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def check_weight_shapes(path: Path, lit: WaferLightningModel) -> None:
-    """TrainingError if the checkpoint's weights do not fit the model (a same-config file from elsewhere)."""
+    """TrainingError if the checkpoint's weights do not fit the model (a same-config file from
+    elsewhere)."""
     found = {k: tuple(v.shape) for k, v in load_checkpoint(path)["state_dict"].items()}
     expected = {k: tuple(v.shape) for k, v in lit.state_dict().items()}
     if found != expected:

@@ -11,7 +11,7 @@ from shared.data import WaferSplits, make_loader, random_dihedral, split_dataset
 
 
 class WaferDataModule(L.LightningDataModule):
-    """Serves exactly the batches of shared.data.make_dataloaders, in the same order as the plain side."""
+    """Serves exactly the batches of shared.data.make_dataloaders, in the plain side's order."""
 
     def __init__(self, cfg: TrainConfig, pin_memory: bool = False) -> None:
         super().__init__()
@@ -26,7 +26,8 @@ class WaferDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled by seed + epoch, sharded by this process's rank under DDP."""
-        sampler = train_sampler(self.splits.train, self.cfg, self.trainer.global_rank, self.trainer.world_size)
+        sampler = train_sampler(self.splits.train, self.cfg, self.trainer.global_rank,
+                                self.trainer.world_size)
         return make_loader(self.splits.train, self.cfg, sampler=sampler, **self._loader_args())
 
     def val_dataloader(self) -> DataLoader:
@@ -42,7 +43,8 @@ class WaferDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y = batch
         if self.cfg.augment and self.trainer.training:
-            x = random_dihedral(x)  # on the device, training batches only: validation and test see the maps as they are
+            # on the device, training batches only: validation and test see the maps as they are
+            x = random_dihedral(x)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y

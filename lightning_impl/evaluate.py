@@ -24,7 +24,8 @@ PROG = "python -m lightning_impl.evaluate"
 
 
 def load_model(path: str, ckpt: dict, cfg: TrainConfig) -> WaferLightningModel:
-    """The LightningModule the checkpoint's hparams describe, with its weights; TrainingError if they do not fit."""
+    """The LightningModule the checkpoint's hparams describe, with its weights; TrainingError if
+    they do not fit."""
     try:
         return WaferLightningModel.load_from_checkpoint(
             path, map_location="cpu", model=build_model(cfg), cfg=cfg,
@@ -37,8 +38,9 @@ def predict(lit: WaferLightningModel, loader: DataLoader, cfg: TrainConfig,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels and predictions over the loader, by Trainer.test."""
     silence_noise(cfg)
-    trainer = L.Trainer(devices=1, logger=False, enable_model_summary=False, enable_checkpointing=False,
-                        default_root_dir=cfg.output_dir, **trainer_device_args(cfg, device))
+    trainer = L.Trainer(devices=1, logger=False, enable_model_summary=False,
+                        enable_checkpointing=False, default_root_dir=cfg.output_dir,
+                        **trainer_device_args(cfg, device))
     trainer.test(lit, dataloaders=loader, verbose=False)
     return lit.test_predictions()
 
@@ -46,7 +48,8 @@ def predict(lit: WaferLightningModel, loader: DataLoader, cfg: TrainConfig,
 def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:
     """Test metrics of the checkpoint's weights on the chosen data, as metrics.json and plots."""
     ckpt = load_checkpoint(args.checkpoint)
-    return evaluation.evaluate_checkpoint(args, IMPLEMENTATION, ckpt, ckpt["hyper_parameters"], load_model, predict)
+    return evaluation.evaluate_checkpoint(args, IMPLEMENTATION, ckpt, ckpt["hyper_parameters"],
+                                          load_model, predict)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -26,15 +26,23 @@ from shared.data import WaferSplits, experiment_facts
 from shared.model import build_model, count_parameters
 from shared.outputs import claim_output_dir
 from shared.results import RunResult, best_epoch, finish_run, print_banner, report
-from shared.runtime import apply_torch_settings, replica_digest, resolve_device, seed_everything, state_digest, trainer_device_args
+from shared.runtime import (
+    apply_torch_settings,
+    replica_digest,
+    resolve_device,
+    seed_everything,
+    state_digest,
+    trainer_device_args,
+)
 
 IMPLEMENTATION = "lightning_impl"
 
 
-# the advert; Ctrl-C's "attempting graceful shutdown" (the CLI prints its own line for that); the accelerator
-# inventory (the banner names the device the run uses); the schedule's step count being worked out
-NOISE = ("litlogger", "Detected KeyboardInterrupt", "GPU available:", "TPU available:", "HPU available:",
-         "to estimate number of stepping batches")
+# the advert; Ctrl-C's "attempting graceful shutdown" (the CLI prints its own line for that); the
+# accelerator inventory (the banner names the device the run uses); the schedule's step count being
+# worked out
+NOISE = ("litlogger", "Detected KeyboardInterrupt", "GPU available:", "TPU available:",
+         "HPU available:", "to estimate number of stepping batches")
 
 
 def _drop_advert(record: logging.LogRecord) -> bool:
@@ -67,8 +75,9 @@ def aligned_trainer_settings(cfg: TrainConfig, device: torch.device) -> dict:
         "check_val_every_n_epoch": 1,  # validate after every epoch, as the plain loop does
         # the plain side has no sanity check; it would also run validation steps before epoch 0
         "num_sanity_val_steps": 0,
-        # the shared train sampler (seeded DistributedSampler or balanced draw) already shards by rank; Lightning's
-        # own would reshuffle with its seed and shard val/test, which the plain side evaluates whole
+        # the shared train sampler (seeded DistributedSampler or balanced draw) already shards by
+        # rank; Lightning's own would reshuffle with its seed and shard val/test, which the plain
+        # side evaluates whole
         "use_distributed_sampler": False,
         # barebones rejects a value
         "log_every_n_steps": None if cfg.barebones else cfg.log_every_n_steps,
@@ -119,7 +128,8 @@ def _fit(cfg: TrainConfig) -> RunResult:
     model = build_model(cfg)
     result = RunResult(IMPLEMENTATION, cfg.to_dict(), str(device),
                        num_parameters=count_parameters(model),
-                       initial_weights_sha256=state_digest(model), data_skipped=splits.skipped)
+                       initial_weights_sha256=state_digest(model), data_skipped=splits.skipped,
+                       train_size=len(splits.train))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cfg.compile:  # in place: the state_dict keys stay WaferCNN's, for an uncompiled one

@@ -1,4 +1,4 @@
-"""DistributedDataParallel by hand: join torchrun's process group, reduce, and keep the replicas in step."""
+"""DistributedDataParallel by hand: join torchrun's process group, reduce, keep replicas in step."""
 
 from __future__ import annotations
 
@@ -35,9 +35,11 @@ def init_distributed(cfg: TrainConfig) -> World:
     if "RANK" not in os.environ:  # not started by torchrun
         if cfg.strategy == "ddp" or cfg.devices > 1 or cfg.num_nodes > 1:
             raise TrainingError(
-                f"--devices {cfg.devices} --num-nodes {cfg.num_nodes} --strategy {cfg.strategy}: the plain side does "
-                f"not spawn processes; start one per device with torchrun, e.g. `torchrun --nproc_per_node "
-                f"{cfg.devices} -m plain_pytorch.train <flags>` (multi-node: add --nnodes, --node_rank, "
+                f"--devices {cfg.devices} --num-nodes {cfg.num_nodes} --strategy {cfg.strategy}: "
+                f"the plain side does not spawn processes; start one per device with torchrun, "
+                f"e.g. "
+                f"`torchrun --nproc_per_node {cfg.devices} -m plain_pytorch.train <flags>` "
+                f"(multi-node: add --nnodes, --node_rank, "
                 f"--master_addr, --master_port)")
         return World(device)
     rank, local_rank, size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
@@ -49,7 +51,7 @@ def init_distributed(cfg: TrainConfig) -> World:
 
 
 def wait_for_all(world: World) -> None:
-    """Every rank waits here for the others (rank 0 tests alone) before any leaves the process group."""
+    """Every rank waits here for the others (rank 0 tests alone) before any leaves the group."""
     if world.size > 1:
         dist.barrier()
 
@@ -57,9 +59,10 @@ def wait_for_all(world: World) -> None:
 def close_distributed() -> None:
     """Leave the process group with nothing of it left for the interpreter's shutdown to destroy.
 
-    Once in CI a non-main rank died at the end of a run with SIGABRT ("terminate called without an active
-    exception"), the way gloo work objects that are still alive at interpreter shutdown are known to make it
-    die; collecting garbage first frees any that a reference cycle kept, while the interpreter still runs.
+    Once in CI a non-main rank died at the end of a run with SIGABRT ("terminate called without an
+    active exception"), the way gloo work objects that are still alive at interpreter shutdown are
+    known to make it die; collecting garbage first frees any that a reference cycle kept, while the
+    interpreter still runs.
     """
     if dist.is_initialized():
         gc.collect()
@@ -68,10 +71,11 @@ def close_distributed() -> None:
 
 # Lightning: the DDP strategy wraps the LightningModule
 def wrap_model(model: nn.Module, cfg: TrainConfig, world: World) -> nn.Module:
-    """DDP (gradients averaged across ranks) and/or torch.compile around the model; the model itself is kept."""
+    """DDP (gradients averaged across ranks) and/or torch.compile around the model (itself kept)."""
     net = model
     if dist.is_initialized():
-        net = DistributedDataParallel(model, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+        device_ids = [world.device.index] if world.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=device_ids)
     return torch.compile(net, mode=cfg.compile_mode) if cfg.compile else net
 
 

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from plain_pytorch.checkpoint import load_checkpoint
-from plain_pytorch.module import evaluate
+from plain_pytorch.loop import run_test
 from shared import evaluation
 from shared.cli import run_evaluate_cli
 from shared.config import TrainConfig
@@ -22,7 +22,8 @@ PROG = "python -m plain_pytorch.evaluate"
 
 
 def load_model(path: str, ckpt: dict, cfg: TrainConfig) -> nn.Module:
-    """The WaferCNN the checkpoint's config describes, with its weights; TrainingError if they do not fit."""
+    """The WaferCNN the checkpoint's config describes, with its weights; TrainingError if
+    they do not fit."""
     model = build_model(cfg)
     try:
         model.load_state_dict(ckpt["model"])
@@ -34,8 +35,7 @@ def load_model(path: str, ckpt: dict, cfg: TrainConfig) -> nn.Module:
 def predict(model: nn.Module, loader: DataLoader, cfg: TrainConfig,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels and predictions over the loader, by the training loop's own evaluate."""
-    _, y_true, y_pred = evaluate(model.to(device), loader, nn.CrossEntropyLoss(), device, cfg, tta=cfg.tta)
-    return y_true, y_pred
+    return run_test(model.to(device), nn.CrossEntropyLoss(), loader, device, cfg)
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> RunResult:

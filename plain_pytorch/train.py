@@ -12,11 +12,23 @@ import torch
 from torch import nn
 
 from plain_pytorch.callbacks import make_callbacks
-from plain_pytorch.checkpoint import CheckpointSaver, load_checkpoint, restore, resume_path, stored_config
-from plain_pytorch.distributed import World, close_distributed, init_distributed, wait_for_all, wrap_model
-from plain_pytorch.early_stopping import EarlyStopping
+from plain_pytorch.checkpoint import (
+    CheckpointSaver,
+    load_checkpoint,
+    restore,
+    resume_path,
+    stored_config,
+)
+from plain_pytorch.distributed import (
+    World,
+    close_distributed,
+    init_distributed,
+    wait_for_all,
+    wrap_model,
+)
 from plain_pytorch.logger import TrainLogger
-from plain_pytorch.module import evaluate, run_epochs
+from plain_pytorch.loop import Parts, TrainState, run_epochs, run_test
+from plain_pytorch.module import configure_optimizers, make_criterion
 from plain_pytorch.recorder import RunRecorder
 from shared.cli import run_cli
 from shared.config import TrainConfig
@@ -25,7 +37,6 @@ from shared.model import build_model, count_parameters
 from shared.outputs import claim_output_dir
 from shared.results import RunResult, best_epoch, finish_run, print_banner, report
 from shared.runtime import apply_torch_settings, replica_digest, seed_everything, state_digest
-from shared.schedule import make_optimizer, make_scheduler
 
 IMPLEMENTATION = "plain_pytorch"
 
@@ -52,63 +63,58 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
     model = build_model(cfg)
     result = RunResult(IMPLEMENTATION, cfg.to_dict(), str(device), world.size,
                        count_parameters(model), initial_weights_sha256=state_digest(model),
-                       data_skipped=splits.skipped)
+                       data_skipped=splits.skipped, train_size=len(splits.train))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = model.to(device, non_blocking=True)  # Lightning: the Trainer moves the model
-    # Lightning: WaferLightningModel's criterion and configure_optimizers
-    weight = splits.class_weights.to(device) if cfg.class_weights else None
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
-    optimizer = make_optimizer(model.parameters(), cfg)
+    criterion = make_criterion(cfg, splits.class_weights if cfg.class_weights else None, device)
     # Lightning: WaferDataModule
     train_loader, val_loader, test_loader = make_dataloaders(
         cfg, splits, world.rank, world.size, pin_memory=device.type == "cuda", device=device)
-    # Lightning: configure_optimizers
-    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * len(train_loader))
+    optimizer, scheduler = configure_optimizers(model, cfg, cfg.epochs * len(train_loader))
     result.steps_per_epoch = len(train_loader)
-    stopper, saver = make_callbacks(cfg, world)
-    start_epoch = 0
+    state = TrainState(*make_callbacks(cfg, world))
     if ckpt_path:
-        start_epoch = restore(ckpt_path, model, optimizer, scheduler, stopper, saver, result)
-    net = wrap_model(model, cfg, world)  # Lightning: the strategy's DDP wrapper, and compile
+        restore(ckpt_path, model, optimizer, scheduler, state)
+    # Lightning: the strategy's DDP wrapper, and compile
+    parts = Parts(model, wrap_model(model, cfg, world), criterion, optimizer, scheduler)
     recorder = RunRecorder(device)
     if world.is_main:
         print_banner(cfg, splits, result)
         if ckpt_path:  # Lightning: the Trainer logs the restore
-            print(f"resuming at epoch {start_epoch} from {ckpt_path}")
-    logger = TrainLogger(cfg, device, world.is_main, global_step=len(result.step_losses))
+            print(f"resuming at epoch {state.epoch} from {ckpt_path}")
+    logger = TrainLogger(cfg, device, world.is_main, first_step=state.global_step)
     try:
-        run_epochs(cfg, world, model, net, (train_loader, val_loader), criterion, optimizer,
-                   scheduler, stopper, saver, logger, recorder, result, start_epoch)
+        run_epochs(cfg, world, parts, (train_loader, val_loader), state, logger, recorder)
     finally:
         logger.close()
-    finish_fit(result, cfg, recorder, model, stopper, world)
+    finish_fit(result, cfg, recorder, state, model, world)
     if world.is_main:  # rank 0 tests alone: the others need not read its checkpoints (multi-node)
-        test(cfg, splits, result, model, test_loader, criterion, device, saver)
+        test(cfg, splits, result, parts, test_loader, device, state.saver)
     return result
 
 
-def finish_fit(result: RunResult, cfg: TrainConfig, recorder: RunRecorder, model: nn.Module,
-               stopper: EarlyStopping | None, world: World) -> None:
+def finish_fit(result: RunResult, cfg: TrainConfig, recorder: RunRecorder, state: TrainState,
+               model: nn.Module, world: World) -> None:
     """Fill in what the run measured: epochs, best score, stop reason, weights, timings, memory."""
+    result.history, result.step_losses = state.history, state.step_losses
     result.epochs_run = len(result.history)
     result.best_epoch, result.best_score = best_epoch(result.history, cfg)
-    stopped = stopper is not None and stopper.should_stop
-    result.stop_reason = "early_stopping" if stopped else "max_epochs"
+    result.stop_reason = "early_stopping" if state.should_stop else "max_epochs"
     result.first_step_unix, result.fit_seconds = recorder.first_step_unix, recorder.fit_seconds
     result.final_weights_sha256 = replica_digest(model)
     if world.device.type == "cuda":
         result.peak_cuda_memory_bytes = torch.cuda.max_memory_allocated(world.device)
 
 
-def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, model: nn.Module, loader,
-         criterion: nn.Module, device: torch.device, saver: CheckpointSaver | None) -> None:
+def test(cfg: TrainConfig, splits: WaferSplits, result: RunResult, parts: Parts, loader,
+         device: torch.device, saver: CheckpointSaver | None) -> None:
     """Test the best checkpoint's weights (else the final ones); write metrics.json and plots."""
     # Lightning: trainer.test(ckpt_path="best")
     if saver is not None and saver.best_path is not None:
-        model.load_state_dict(load_checkpoint(saver.best_path)["model"])
+        parts.model.load_state_dict(load_checkpoint(saver.best_path)["model"])
     # the bare model, not the DDP wrapper: only this rank runs it; DDP's forward may sync ranks
-    _, y_true, y_pred = evaluate(model, loader, criterion, device, cfg, tta=cfg.tta)
+    y_true, y_pred = run_test(parts.model, parts.criterion, loader, device, cfg)
     finish_run(result, cfg, splits.test.tensors[0], y_true, y_pred)
 
 

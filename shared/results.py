@@ -38,6 +38,7 @@ class RunResult:
     history: list[dict] = field(default_factory=list)  # per epoch: train/val loss and accuracy, lr, train_seconds, train_cpu_seconds
     step_losses: list[float] = field(default_factory=list)
     steps_per_epoch: int = 0
+    train_size: int = 0  # training maps per epoch, all ranks together
     initial_weights_sha256: str = ""
     final_weights_sha256: str = ""
     peak_cuda_memory_bytes: int | None = None

@@ -491,3 +491,13 @@ def test_rerendering_a_foreign_file_is_a_one_line_error_and_leaves_the_folder_al
     assert exit_info.value.code == 2
     assert "benchmark.json: not a benchmark record" in capsys.readouterr().err
     assert (folder / "comparison.md").read_text() == "kept" and sorted(p.name for p in tmp_path.iterdir()) == ["seed"]
+
+
+def test_train_size_is_read_from_the_record_and_rebuilt_for_older_ones(monkeypatch) -> None:
+    from benchmarks import summary as summary_mod
+
+    monkeypatch.setattr(summary_mod, "_train_size", lambda items: 77)  # the re-split, stubbed
+    config = dict.fromkeys(("data", "samples_per_class", "balance_classes", "image_size", "val_fraction",
+                            "test_fraction", "seed"), 0)
+    assert summary_mod.train_size({"train_size": 1234, "config": config}) == 1234
+    assert summary_mod.train_size({"config": config}) == 77  # a record from before train_size

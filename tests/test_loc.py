@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from benchmarks.loc import LineCount, by_role, count_package, count_source, role, total
+from benchmarks.loc import LineCount, RowDiff, by_role, count_package, count_source, mirrored_pairs, role, side_by_side_rows, total
 
 
 def count(src: str) -> LineCount:
@@ -80,3 +80,25 @@ def test_recorder_modules_count_as_measurement() -> None:
     assert [role(path) for path in counts] == ["training", "training", "measurement"]
     assert by_role(counts) == {"training": LineCount(15, 12, 9), "measurement": LineCount(7, 5, 4)}
     assert by_role({"side/train.py": LineCount(1, 1, 1)})["measurement"] == LineCount(0, 0, 0)
+
+
+def test_side_by_side_rows_count_differing_rows_and_skip_blank_ones() -> None:
+    left = "a = 1\n\nb = 2\nc = 3\nd = 4\n"
+    right = "a = 1\n\nb = 20\nd = 4\ne = 5\n"
+    # rows: a (same), blank (skipped), b/b' (differ), c (only left), d (same), e (only right)
+    assert side_by_side_rows(left, right) == RowDiff(differ=3, rows=5)
+    assert side_by_side_rows(left, left) == RowDiff(differ=0, rows=4)
+    # a replaced block of 2 lines against 1 is 2 rows, both differing
+    assert side_by_side_rows("x\ny\n", "z\n") == RowDiff(differ=2, rows=2)
+
+
+def test_mirrored_pairs_are_the_files_both_sides_have(tmp_path) -> None:
+    for side, names in (("p", ["__init__.py", "train.py", "loop.py"]), ("l", ["__init__.py", "train.py", "datamodule.py"])):
+        (tmp_path / side).mkdir()
+        for name in names:
+            (tmp_path / side / name).write_text("")
+    assert mirrored_pairs(tmp_path / "p", tmp_path / "l") == ["train.py"]
+
+
+def test_the_plain_loop_counts_as_training_code() -> None:
+    assert role("plain_pytorch/loop.py") == "training"

@@ -10,9 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = ["train.py", "checkpoint.py", "evaluate.py", "callbacks.py", "recorder.py", "module.py"]
 # plain blocks the Trainer (or a Lightning callback, logger or strategy) replaces
-REPLACED = ["CheckpointSaver", "EarlyStopping", "TrainLogger", "init_distributed", "run_epochs", "train_one_epoch",
-            "evaluate", "to_device", "autocast", "make_callbacks", "wrap_model", "all_reduce_sum",
-            "broadcast_buffers", "means", "checkpoint_state", "restore"]
+REPLACED = ["CheckpointSaver", "EarlyStopping", "TrainLogger", "init_distributed", "Parts", "TrainState",
+            "run_epochs", "train_one_epoch", "evaluate", "to_device", "autocast", "make_callbacks",
+            "wrap_model", "all_reduce_sum", "broadcast_buffers", "epoch_means", "checkpoint_state",
+            "restore"]
 MARKER = "# Lightning:"
 
 
@@ -51,3 +52,13 @@ def test_every_block_lightning_replaces_is_tagged() -> None:
                     untagged.append(f"{path.name}: {node.name}")
     assert found == set(REPLACED), f"not found in plain_pytorch/: {sorted(set(REPLACED) - found)}"
     assert not untagged, f"no '{MARKER}' marker at: {untagged}"
+
+
+MAX_LINE = 100  # `sdiff -w 200` (make sdiff) shows two such lines whole, side by side
+
+
+@pytest.mark.parametrize("side", ["plain_pytorch", "lightning_impl"])
+def test_no_line_is_wider_than_half_an_sdiff(side: str) -> None:
+    long = [f"{path.name}:{n}" for path in sorted((ROOT / side).glob("*.py"))
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if len(line) > MAX_LINE]
+    assert not long, f"lines over {MAX_LINE} characters: {long}"

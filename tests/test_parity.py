@@ -38,6 +38,7 @@ def test_both_sides_take_identical_steps(tiny_cfg, tmp_path, changes):
     plain = plain_train.fit(cfg.replace(output_dir=str(tmp_path / "plain")))
     lightning = lightning_train.fit(cfg.replace(output_dir=str(tmp_path / "lightning")))
     assert plain.steps_per_epoch == lightning.steps_per_epoch > 0
+    assert plain.train_size == lightning.train_size > 0
     assert len(plain.step_losses) == len(lightning.step_losses) == plain.steps_per_epoch * plain.epochs_run
     assert plain.step_losses == lightning.step_losses  # bitwise: the same arithmetic in the same order
     assert plain.initial_weights_sha256 == lightning.initial_weights_sha256 != ""

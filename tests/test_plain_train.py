@@ -16,7 +16,7 @@ import torch
 from conftest import TINY_FLAGS, tiny
 
 from plain_pytorch import evaluate as evaluate_cli
-from plain_pytorch import module, train
+from plain_pytorch import loop, train
 from plain_pytorch.checkpoint import load_checkpoint
 from shared.config import TrainConfig
 from shared.model import build_model
@@ -109,16 +109,16 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_checkpoints(tiny_cfg, monkeypatch):
-    original, calls = module.train_one_epoch, []
+    original, calls = loop.train_one_epoch, []
 
-    def poisoned(net, *args, **kwargs):
+    def poisoned(parts, *args, **kwargs):
         if len(calls) == 1:  # epoch 1: NaN weights make every loss NaN
             with torch.no_grad():
-                next(net.parameters()).fill_(float("nan"))
+                next(parts.net.parameters()).fill_(float("nan"))
         calls.append(1)
-        return original(net, *args, **kwargs)
+        return original(parts, *args, **kwargs)
 
-    monkeypatch.setattr(module, "train_one_epoch", poisoned)
+    monkeypatch.setattr(loop, "train_one_epoch", poisoned)
     with pytest.raises(TrainingError, match="non-finite training loss in epoch 1.*checkpoints so far are kept"):
         train.fit(tiny_cfg.replace(epochs=3))
     last = load_checkpoint(tiny_cfg.checkpoint_dir / "last.pt")

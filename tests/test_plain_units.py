@@ -11,6 +11,7 @@ import torch
 from plain_pytorch import train
 from plain_pytorch.checkpoint import FORMAT, CheckpointSaver, load_checkpoint, rng_state, set_rng_state
 from plain_pytorch.early_stopping import EarlyStopping
+from plain_pytorch.loop import TrainState
 from shared.runtime import TrainingError
 
 
@@ -182,3 +183,17 @@ def test_ddp_without_torchrun_names_the_command(monkeypatch, capsys, tmp_path):
                          "--output-dir", str(tmp_path / "run"))
     assert code == 1 and "torchrun --nproc_per_node 2 -m plain_pytorch.train" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_train_state_resumes_after_the_epoch_it_saved(tmp_path):
+    saver = CheckpointSaver(tmp_path, "val_loss", "min", top_k=1)
+    state = TrainState(EarlyStopping("min", patience=3), saver, epoch=2, global_step=12,
+                       history=[{"epoch": 0}, {"epoch": 1}, {"epoch": 2}], step_losses=[0.5, 0.25])
+    state.stopper.step(0.4)
+    saver.save({**minimal_state(2), **state.state_dict()}, 2, 0.4)
+    resumed = TrainState(EarlyStopping("min", patience=3), CheckpointSaver(tmp_path, "val_loss", "min", top_k=1))
+    resumed.load_state_dict(load_checkpoint(tmp_path / "last.pt"))
+    assert (resumed.epoch, resumed.global_step) == (3, 12)  # epoch 2 is complete: the next is 3
+    assert (resumed.history, resumed.step_losses) == (state.history, [0.5, 0.25])
+    assert resumed.stopper.state_dict() == state.stopper.state_dict()
+    assert resumed.saver.best_path == saver.best_path is not None
