@@ -14,7 +14,9 @@ _NON_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, t
 
 # measurement code lives in modules of these names on both sides, so it can be counted apart from training code
 MEASUREMENT_FILES = ("recorder.py",)
-ROLES = ("training", "measurement")
+# top-level definitions that exist only so one side does the same work (and prints the same) as the other
+PARITY_DEFS = ("NOISE", "_drop_advert", "silence_noise", "aligned_trainer_settings")
+ROLES = ("training", "parity settings", "measurement")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,26 @@ def docstring_lines(tree: ast.AST) -> set[int]:
 
 def count_source(text: str) -> LineCount:
     """Count one module's text: lines holding a real token and ast.stmt nodes, docstrings left out of both."""
+    return count_parts(text)[""]
+
+
+def _span(node: ast.stmt) -> set[int]:
+    """The lines of a top-level statement, its decorators included."""
+    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    return set(range(first, node.end_lineno + 1))
+
+
+def _names(node: ast.stmt) -> set[str]:
+    """The names a top-level def, class or assignment binds."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    return {t.id for t in targets if isinstance(t, ast.Name)}
+
+
+def count_parts(text: str, split: tuple[str, ...] = ()) -> dict[str, LineCount]:
+    """Counts for the top-level definitions named in `split` (each under its name, when present) and for the
+    rest of the module (under ""): lines holding a real token and ast.stmt nodes, docstrings left out of both."""
     tree = ast.parse(text)
     code_lines: set[int] = set()
     for tok in tokenize.generate_tokens(io.StringIO(text).readline):
@@ -49,12 +71,18 @@ def count_source(text: str) -> LineCount:
             code_lines.update(range(tok.start[0], tok.end[0] + 1))
     docstrings = docstring_lines(tree)
     # a docstring is one Expr statement starting on a docstring line; no other statement starts there
-    statements = sum(isinstance(node, ast.stmt) and node.lineno not in docstrings for node in ast.walk(tree))
-    return LineCount(len(text.splitlines()), len(code_lines - docstrings), statements)
+    starts = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.stmt) and node.lineno not in docstrings]
+    spans = {name: _span(node) for node in tree.body for name in _names(node) if name in split}
+    rest = set(range(1, len(text.splitlines()) + 1)).difference(*spans.values())
+    return {name: LineCount(len(lines), len((code_lines - docstrings) & lines), sum(n in lines for n in starts))
+            for name, lines in {"": rest, **spans}.items()}
 
 
 def role(path: str) -> str:
-    """'measurement' for a side's recorder module (timers only), 'training' for the rest."""
+    """'measurement' for a side's recorder module (timers only), 'parity settings' for a definition counted apart
+    as one (`file.py:name`), 'training' for the rest."""
+    if ":" in Path(path).name:
+        return "parity settings"
     return "measurement" if Path(path).name in MEASUREMENT_FILES else "training"
 
 
@@ -64,9 +92,14 @@ def by_role(counts: dict[str, LineCount]) -> dict[str, LineCount]:
 
 
 def count_package(folder: Path) -> dict[str, LineCount]:
-    """Counts per .py file of a package (relative path -> LineCount), sorted by path."""
-    return {str(p.relative_to(folder.parent)): count_source(p.read_text(encoding="utf-8"))
-            for p in sorted(folder.rglob("*.py"))}
+    """Counts per .py file of a package (relative path -> LineCount), sorted by path; a parity definition
+    (PARITY_DEFS) is counted apart from its file, as `path:name`."""
+    out: dict[str, LineCount] = {}
+    for p in sorted(folder.rglob("*.py")):
+        path = str(p.relative_to(folder.parent))
+        for name, count in count_parts(p.read_text(encoding="utf-8"), PARITY_DEFS).items():
+            out[f"{path}:{name}" if name else path] = count
+    return out
 
 
 def total(counts: dict[str, LineCount]) -> LineCount:

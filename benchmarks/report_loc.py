@@ -8,12 +8,14 @@ from benchmarks.formatting import _table
 from benchmarks.loc import LineCount, by_role, role, total
 
 # which concern each file of a side serves (the same file name on both sides where the concern is the same)
-CONCERNS = {"train.py": "entry point, wiring, test of the best weights", "module.py": "steps, loss, optimizer (and the plain loop)",
-            "loop.py": "steps, loss, optimizer (and the plain loop)", "datamodule.py": "data",
+CONCERNS = {"train.py": "entry point, wiring, test of the best weights",
+            "module.py": "steps, loss, optimizer (the LightningModule's hooks)",
+            "loop.py": "the loop: epochs, devices, state (the Trainer's work)", "datamodule.py": "data",
             "checkpoint.py": "checkpoints and resume", "callbacks.py": "callbacks: early stopping, checkpoints, bar",
             "early_stopping.py": "callbacks: early stopping, checkpoints, bar", "logger.py": "logging and progress bar",
-            "history.py": "run record (history, step losses)", "distributed.py": "DDP", "evaluate.py": "evaluate command",
-            "recorder.py": "measurement (timers)", "__init__.py": "package"}
+            "distributed.py": "DDP", "evaluate.py": "evaluate command", "recorder.py": "measurement (timers)",
+            "__init__.py": "package"}
+PARITY_CONCERN = "parity settings (the same work as the other side)"
 SIDES_PKGS = ("plain_pytorch", "lightning_impl")
 
 
@@ -32,7 +34,8 @@ def concerns(loc: dict) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for pkg in SIDES_PKGS:
         for path, c in loc.get(pkg, {}).items():
-            concern = CONCERNS.get(PurePath(path).name, "other")
+            name = PurePath(path).name
+            concern = PARITY_CONCERN if role(path) == "parity settings" else CONCERNS.get(name, "other")
             out.setdefault(concern, dict.fromkeys(SIDES_PKGS, 0))[pkg] += c["source"]
     return out
 
@@ -47,15 +50,18 @@ def loc_section(loc: dict) -> list[str]:
     t = totals["shared"]
     rows.append([f"shared/ ({len(loc['shared'])} files, used by both)", "", t.raw, t.source, t.statements])
     p, lt = roles["plain_pytorch"], roles["lightning_impl"]
-    train, measure = (p["training"], lt["training"]), (p["measurement"], lt["measurement"])
+    train, parity, measure = ((p[r], lt[r]) for r in ("training", "parity settings", "measurement"))
     by_concern = [[name, v["plain_pytorch"], v["lightning_impl"], v["plain_pytorch"] - v["lightning_impl"]]
                   for name, v in sorted(concerns(loc).items(), key=lambda kv: -(kv[1]["plain_pytorch"] - kv[1]["lightning_impl"]))
                   if any(v.values())]
     return ["## Lines of code", _table(rows, ["file", "role", "raw lines", "source lines", "statements"]),
             f"\nSource lines exclude blanks, comments and docstrings; statements count `ast.stmt` nodes other than "
             f"docstrings, which line wrapping cannot change. `shared/` is used by both and charged to neither. "
-            f"Measurement code (each side's `recorder.py`: timers the benchmark reads) is counted apart. Lightning's "
-            f"side has {train[1].source} training source lines against plain PyTorch's {train[0].source} "
-            f"({train[1].source / max(train[0].source, 1):.2f}x); measurement {measure[1].source} vs {measure[0].source}.\n",
+            f"Roles: measurement is each side's `recorder.py` (timers the benchmark reads); parity settings are the "
+            f"definitions counted apart as `file.py:name` (they exist only so one side does and prints the same work "
+            f"as the other: Lightning's Trainer arguments matched to the plain loop, its noise filter); the rest is "
+            f"training. Lightning's side has {train[1].source} training source lines against plain PyTorch's "
+            f"{train[0].source} ({train[1].source / max(train[0].source, 1):.2f}x); parity settings {parity[1].source} "
+            f"vs {parity[0].source}; measurement {measure[1].source} vs {measure[0].source}.\n",
             _table(by_concern, ["concern", "plain PyTorch source lines", "Lightning source lines", "removed by Lightning"]),
             "\nBy concern: what each side's files are for (the same file name where the concern is the same).\n"]

@@ -48,6 +48,8 @@ def fake_raw(runs: list[dict]) -> dict:
         "lines_of_code": {"plain_pytorch": {"plain_pytorch/train.py": {"raw": 10, "source": 8, "statements": 6},
                                             "plain_pytorch/recorder.py": {"raw": 4, "source": 3, "statements": 2}},
                           "lightning_impl": {"lightning_impl/train.py": {"raw": 6, "source": 5, "statements": 4},
+                                             "lightning_impl/train.py:aligned_trainer_settings":
+                                                 {"raw": 5, "source": 4, "statements": 1},
                                              "lightning_impl/recorder.py": {"raw": 9, "source": 7, "statements": 5}},
                           "shared": {"shared/x.py": {"raw": 3, "source": 2, "statements": 2}}},
         "accelerators": {"cpu": {"imports": {"plain": [1.0, 1.2], "lightning": [2.0, 2.2]}, "runs": runs,
@@ -101,13 +103,17 @@ def test_report_written_when_one_side_fails(tmp_path) -> None:
     assert "| CPU      | Scratch   | 0.320" in text  # per-class F1 of the side that ran
 
 
-def test_loc_table_separates_training_from_measurement() -> None:
+def test_loc_table_separates_training_parity_settings_and_measurement() -> None:
     text = "\n".join(report_mod.loc_section(fake_raw([])["lines_of_code"]))
     assert re.search(r"\| \*\*plain_pytorch/ training\*\* +\| training +\| 10 +\| 8 +\| 6 ", text)
     assert re.search(r"\| \*\*lightning_impl/ measurement\*\* +\| measurement +\| 9 +\| 7 +\| 5 ", text)
-    assert re.search(r"\| \*\*total lightning_impl/\*\* +\| +\| 15 +\| 12 +\| 9 ", text)
-    # the headline compares training code only: 5 vs 8, not 12 vs 11 with the recorders
-    assert "Lightning's side has 5 training source lines against plain PyTorch's 8 (0.62x); measurement 7 vs 3" in text
+    assert re.search(r"\| lightning_impl/train.py:aligned_trainer_settings +\| parity settings +\| 5 +\| 4 +\| 1 ", text)
+    assert re.search(r"\| \*\*plain_pytorch/ parity settings\*\* +\| parity settings +\| 0 +\| 0 +\| 0 ", text)
+    assert re.search(r"\| \*\*total lightning_impl/\*\* +\| +\| 20 +\| 16 +\| 10 ", text)
+    # the headline compares training code only: 5 vs 8, not 16 vs 11 with the parity settings and recorders
+    assert ("Lightning's side has 5 training source lines against plain PyTorch's 8 (0.62x); parity settings 4 vs 0; "
+            "measurement 7 vs 3") in text
+    assert re.search(r"\| parity settings \(the same work as the other side\) +\| +0 +\| +4 +\| +-4 ", text)
     claims = "\n".join(report_mod.claims_section(fake_raw([]), {}))
     assert "8 vs 5 training source lines (+2 shared)" in claims
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import textwrap
 
-from benchmarks.loc import LineCount, RowDiff, by_role, count_package, count_source, mirrored_pairs, role, side_by_side_rows, total
+from benchmarks.loc import (
+    LineCount,
+    RowDiff,
+    by_role,
+    count_package,
+    count_parts,
+    count_source,
+    mirrored_pairs,
+    role,
+    side_by_side_rows,
+    total,
+)
 
 
 def count(src: str) -> LineCount:
@@ -78,8 +89,24 @@ def test_recorder_modules_count_as_measurement() -> None:
     counts = {"side/train.py": LineCount(10, 8, 6), "side/module.py": LineCount(5, 4, 3),
               "side/recorder.py": LineCount(7, 5, 4)}
     assert [role(path) for path in counts] == ["training", "training", "measurement"]
-    assert by_role(counts) == {"training": LineCount(15, 12, 9), "measurement": LineCount(7, 5, 4)}
+    assert by_role(counts) == {"training": LineCount(15, 12, 9), "parity settings": LineCount(0, 0, 0),
+                               "measurement": LineCount(7, 5, 4)}
     assert by_role({"side/train.py": LineCount(1, 1, 1)})["measurement"] == LineCount(0, 0, 0)
+
+
+def test_parity_definitions_are_counted_apart_from_their_file(tmp_path) -> None:
+    text = ('NOISE = ("a",\n         "b")\n\n\ndef aligned_trainer_settings():\n    """Doc."""\n    return 1\n\n\n'
+            'def fit():\n    return 2\n')
+    parts = count_parts(text, ("NOISE", "aligned_trainer_settings", "absent"))
+    assert parts == {"": LineCount(6, 2, 2), "NOISE": LineCount(2, 2, 1), "aligned_trainer_settings": LineCount(3, 2, 2)}
+    assert sum(parts.values(), LineCount(0, 0, 0)) == count_source(text)
+    pkg = tmp_path / "side"
+    pkg.mkdir()
+    (pkg / "train.py").write_text(text)
+    counts = count_package(pkg)
+    assert set(counts) == {"side/train.py", "side/train.py:NOISE", "side/train.py:aligned_trainer_settings"}
+    assert by_role(counts)["parity settings"] == LineCount(5, 4, 3)
+    assert role("side/train.py:NOISE") == "parity settings"
 
 
 def test_side_by_side_rows_count_differing_rows_and_skip_blank_ones() -> None:
