@@ -39,6 +39,8 @@ from shared.results import RunResult, best_epoch, finish_run, print_banner, repo
 from shared.runtime import apply_torch_settings, replica_digest, seed_everything, state_digest
 
 IMPLEMENTATION = "plain_pytorch"
+LIGHTNING_ONLY = ("Lightning's side only (python -m lightning_impl.train): the plain loop has no "
+                  "defaults of its own to switch to")
 
 
 def fit(cfg: TrainConfig) -> RunResult:
@@ -122,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
     run_cli(lambda cfg: report(fit, cfg), prog="python -m plain_pytorch.train",
             description="Train WaferCNN on wafer maps with a hand-written PyTorch loop "
-                        "(torchrun for DDP).", argv=argv, stored_config=stored_config)
+                        "(torchrun for DDP).", argv=argv, stored_config=stored_config,
+            other_side_only={"lightning_defaults": LIGHTNING_ONLY})
 
 
 if __name__ == "__main__":

@@ -87,15 +87,21 @@ def exit_with(parser: argparse.ArgumentParser, err: WaferBenchError) -> typing.N
 
 def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description: str,
             argv: Sequence[str] | None = None,
-            stored_config: typing.Callable[[TrainConfig], dict | None] = lambda cfg: None) -> None:
+            stored_config: typing.Callable[[TrainConfig], dict | None] = lambda cfg: None,
+            other_side_only: dict[str, str] | None = None) -> None:
     """Parse and run; the project's own errors become one line, Ctrl-C one line and exit 130, the rest a traceback.
 
     `stored_config(cfg)` is the configuration of the checkpoint cfg.resume names: a resume continues it.
+    A field in `other_side_only` is the other side's flag: switched on here, it is an error (saying why) before
+    any work.
     """
     default_interrupts()
     parser = build_parser(prog, description)
     argv = sys.argv[1:] if argv is None else list(argv)
     given = vars(parser.parse_args(argv))
+    for name, why in (other_side_only or {}).items():
+        if given.get(name):
+            parser.error(f"argument {_flag(name)}: {why}")
     # a resume checks the flags given together with the checkpoint's values (resumed_config), not the defaults
     cfg = _config_or_exit(parser, {k: v for k, v in given.items() if k in NOT_RESTORED} if "resume" in given else given)
     if "TORCHELASTIC_RUN_ID" in os.environ:

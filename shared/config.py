@@ -110,7 +110,7 @@ class TrainConfig:
     barebones: bool = field(default=False, metadata=_opt(
         "all four above off, and Lightning's Trainer(barebones=True): no self.log either (speed runs)"))
     lightning_defaults: bool = field(default=False, metadata=_opt(
-        "Lightning side only: log as its docs show (self.log in every step, a bar redrawn every step) instead of "
+        "Lightning side only (the plain side refuses it): log as its docs show (self.log in every step, a bar redrawn every step) instead of "
         "doing the plain loop's work (epoch sums logged once, the bar every 10 steps)", resume_safe=True))
     plots: bool = field(default=True, metadata=_opt(
         "confusion-matrix and sample-prediction PNGs after the test (~1 s of matplotlib)", resume_safe=True))

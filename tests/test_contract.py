@@ -307,6 +307,17 @@ def test_bad_value_exits_2_naming_the_flag(side, entry, flags, named, call_main,
     assert not (tmp_path / "out").exists()
 
 
+def test_the_plain_side_refuses_lightnings_own_flag(call_main, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = call_main(train_main("plain_pytorch"), *TINY, "--output-dir", str(out), "--lightning-defaults")
+    assert code == 2 and err.strip().splitlines()[-1].endswith("argument --lightning-defaults: Lightning's side only "
+                                                "(python -m lightning_impl.train): the plain loop has no defaults "
+                                                "of its own to switch to")
+    assert not out.exists()
+    code, _, err = call_main(train_main("plain_pytorch"), *TINY, "--output-dir", str(out), "--no-lightning-defaults")
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("side", SIDES)
 def test_empty_output_dir_exits_2(side, call_main, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
