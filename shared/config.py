@@ -233,7 +233,13 @@ def check_same_experiment(path: str | Path, stored: dict, cfg: TrainConfig, fact
 
 
 def check_epochs_left(path: str | Path, epochs_done: int, cfg: TrainConfig) -> None:
-    """ConfigError (a bad --epochs) if the checkpoint at `path` has already run more epochs than cfg.epochs."""
+    """ConfigError (a bad --epochs) if the checkpoint at `path` has already run more epochs than cfg.epochs;
+    TrainingError if it has run them all and the output folder holds the finished run's metrics.json (a resume
+    would only test again and overwrite its record; one killed during the test still finishes it)."""
     if cfg.epochs < epochs_done:
         raise ConfigError("epochs", f"epochs={cfg.epochs} is fewer than the {epochs_done} epochs {path} has already "
                                     f"run; give --epochs {epochs_done} or more")
+    if cfg.epochs == epochs_done and (Path(cfg.output_dir) / "metrics.json").is_file():
+        raise TrainingError(f"nothing to resume: {path} has run all {epochs_done} epochs and "
+                            f"{Path(cfg.output_dir) / 'metrics.json'} holds the finished run; give --epochs "
+                            f"{epochs_done + 1} or more to train on, or score a checkpoint with evaluate")

@@ -154,6 +154,24 @@ def test_a_bare_resume_continues_the_stored_experiment(finished, call_main, tmp_
     assert resumed == {**stored, "epochs": 2, "output_dir": str(copy), "resume": "last"}
 
 
+@pytest.mark.slow
+def test_a_resume_of_a_finished_run_is_refused_unless_its_test_was_cut(finished, call_main, tmp_path):
+    side, out, flags = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = snapshot(copy)
+    code, _, err = call_main(train_main(side), *flags, "--output-dir", str(copy), "--resume", "last")
+    assert code == 1 and one_line(err).endswith(
+        f"nothing to resume: {copy / 'checkpoints' / ('last.' + SUFFIX[side])} has run all 1 epochs and "
+        f"{copy / 'metrics.json'} holds the finished run; give --epochs 2 or more to train on, or score a "
+        f"checkpoint with evaluate")
+    assert snapshot(copy) == before  # the record keeps its fit time
+    (copy / "metrics.json").unlink()  # killed during the test: the resume tests and writes the record
+    code, _, err = call_main(train_main(side), *flags, "--output-dir", str(copy), "--resume", "last")
+    assert code == 0, err
+    assert json.loads((copy / "metrics.json").read_text())["epochs_run"] == 1
+
+
 def with_world_size(path: Path, side: str, world_size: int) -> None:
     """Rewrite a checkpoint as if its run had had `world_size` processes."""
     ckpt = torch.load(path, weights_only=False)
