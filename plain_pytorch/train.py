@@ -75,8 +75,9 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
         cfg, splits, world.rank, world.size, pin_memory=device.type == "cuda", device=device)
     optimizer, scheduler = configure_optimizers(model, cfg, cfg.epochs * len(train_loader))
     result.steps_per_epoch = len(train_loader)
+    # Lightning: the Trainer's own loop state, the EarlyStopping and ModelCheckpoint callbacks
     state = TrainState(*make_callbacks(cfg, world))
-    if ckpt_path:
+    if ckpt_path:  # Lightning: trainer.fit(ckpt_path=...) restores all of it
         restore(ckpt_path, model, optimizer, scheduler, state)
     # Lightning: the strategy's DDP wrapper, and compile
     parts = Parts(model, wrap_model(model, cfg, world), criterion, optimizer, scheduler)
@@ -85,8 +86,9 @@ def _fit(cfg: TrainConfig, world: World) -> RunResult:
         print_banner(cfg, splits, result)
         if ckpt_path:  # Lightning: the Trainer logs the restore
             print(f"resuming at epoch {state.epoch} from {ckpt_path}")
+    # Lightning: TensorBoardLogger, LearningRateMonitor and the progress bar callback
     logger = TrainLogger(cfg, device, world.is_main, first_step=state.global_step)
-    try:
+    try:  # Lightning: trainer.fit(lit, datamodule=datamodule)
         run_epochs(cfg, world, parts, (train_loader, val_loader), state, logger, recorder)
     finally:
         logger.close()

@@ -54,6 +54,20 @@ def test_every_block_lightning_replaces_is_tagged() -> None:
     assert not untagged, f"no '{MARKER}' marker at: {untagged}"
 
 
+@pytest.mark.parametrize("name", ["train.py", "evaluate.py"])
+def test_every_call_of_a_replaced_block_in_the_wiring_is_tagged(name: str) -> None:
+    """Where plain train.py / evaluate.py call a block Lightning replaces, the marker is on that line or the one
+    above, so a reader of the wiring sees what the framework does there."""
+    lines = (ROOT / "plain_pytorch" / name).read_text(encoding="utf-8").splitlines()
+    untagged = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, ast.Call):
+            called = getattr(node.func, "id", getattr(node.func, "attr", None))
+            if called in REPLACED and not any(MARKER in line for line in lines[max(node.lineno - 2, 0):node.lineno]):
+                untagged.append(f"{name}:{node.lineno}: {called}")
+    assert not untagged, f"no '{MARKER}' marker at: {untagged}"
+
+
 MAX_LINE = 100  # `sdiff -w 200` (make sdiff) shows two such lines whole, side by side
 
 
