@@ -31,7 +31,7 @@ def make_callbacks(cfg: TrainConfig) -> list[L.Callback]:
     if cfg.uses("checkpoints"):
         # enable_version_counter=False: a rerun in the same folder rewrites its files (as the
         # plain side does) instead of writing last-v1.ckpt beside a stale last.ckpt
-        callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint_dir, monitor=cfg.monitor,
+        callbacks.append(FolderCheckpoint(dirpath=cfg.checkpoint_dir, monitor=cfg.monitor,
                                          mode=cfg.monitor_mode, save_top_k=cfg.save_top_k,
                                          auto_insert_metric_name=False,
                                          filename=(f"epoch={{epoch}}-{cfg.monitor}="
@@ -41,7 +41,7 @@ def make_callbacks(cfg: TrainConfig) -> list[L.Callback]:
         # top k (Lightning 2.6), so --resume last would re-train the epochs after the best one.
         # Listed second: trainer.checkpoint_callback (the best one, for the test) is the first one,
         # and this file then holds its state updated for the epoch
-        callbacks.append(ModelCheckpoint(dirpath=cfg.checkpoint_dir, filename="last", monitor=None,
+        callbacks.append(FolderCheckpoint(dirpath=cfg.checkpoint_dir, filename="last", monitor=None,
                                          save_top_k=1, enable_version_counter=False))
     if cfg.uses("tensorboard"):  # it writes to the logger: part of the TensorBoard feature
         # one "lr-Adam" point per epoch
@@ -50,6 +50,31 @@ def make_callbacks(cfg: TrainConfig) -> list[L.Callback]:
         callbacks.append(TQDMProgressBar(leave=True) if cfg.lightning_defaults
                          else StepLossBar(leave=True))
     return callbacks
+
+
+class FolderCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose resume ranks only the files in its own folder, as the plain saver
+    does: a run continued in a copied folder keeps (and prunes) the copies, one continued in a new
+    folder starts a fresh top k, and the test never reads another folder's file (Lightning would
+    keep best_model_path pointing there, and drop the top k of a folder that moved)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        def here(path: str | None) -> str:
+            return str(Path(self.dirpath) / Path(path).name) if path else ""
+
+        kept = {here(p): score for p, score in state_dict.get("best_k_models", {}).items()
+                if Path(here(p)).is_file()}
+        ranked = sorted(kept, key=kept.get, reverse=self.mode == "max")  # best first
+        best, last = here(state_dict["best_model_path"]), here(state_dict.get("last_model_path"))
+        if self.monitor is None:  # the last.ckpt writer: its one file is its "best"
+            ranked = [best] if Path(best).is_file() else []
+        super().load_state_dict({
+            **state_dict, "dirpath": self.dirpath, "best_k_models": kept,
+            "best_model_path": ranked[0] if ranked else "",
+            "best_model_score": kept.get(ranked[0]) if ranked else None,
+            "kth_best_model_path": ranked[-1] if kept else "",
+            "kth_value": kept[ranked[-1]] if kept else self.kth_value,
+            "last_model_path": last if Path(last).is_file() else ""})
 
 
 class StepLossBar(TQDMProgressBar):

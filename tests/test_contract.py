@@ -698,3 +698,29 @@ def test_ctrl_c_while_importing_is_one_line_and_exit_130(module, tmp_path):
     assert proc.returncode == 130, err
     assert err.strip() == "interrupted while starting; nothing was written"
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("where", ["moved", "new"])
+def test_a_resume_elsewhere_ranks_and_tests_only_its_own_folders_checkpoints(side, where, call_main, tmp_path):
+    """Continued in a moved (copied, original deleted) folder, a run keeps and prunes the copies there; continued
+    from a file into a new folder, it starts a fresh top k; neither reads a file of the first folder."""
+    first, there = tmp_path / "first", tmp_path / "there"
+    flags = [*TINY_FLAGS, "--save-top-k", "1", "--no-plots"]
+    code, _, err = call_main(train_main(side), *flags, "--epochs", "2", "--output-dir", str(first))
+    assert code == 0, err
+    if where == "moved":
+        shutil.copytree(first, there)
+        (there / "metrics.json").unlink()  # not finished: a resume continues it
+        argv = ["--resume", "last", "--output-dir", str(there)]
+    else:
+        kept = tmp_path / f"last.{SUFFIX[side]}"
+        shutil.copy(first / "checkpoints" / kept.name, kept)
+        argv = ["--resume", str(kept), "--output-dir", str(there)]
+    shutil.rmtree(first)
+    code, _, err = call_main(train_main(side), *argv, "--epochs", "4")
+    assert code == 0, err
+    best = [p.name for p in (there / "checkpoints").glob("epoch=*")]
+    assert len(best) == 1, best  # --save-top-k 1 honoured over the resumed run
+    assert json.loads((there / "metrics.json").read_text())["epochs_run"] == 4
