@@ -23,6 +23,8 @@ FEATURES = ("tensorboard", "progress_bar", "checkpoints", "early_stopping")  # T
 # both sides redraw the bar every this many steps (and at an epoch's last), reading the loss on the host only
 # then: Lightning's TQDMProgressBar(refresh_rate=...) cadence, so the bar is the same work on both sides
 BAR_REFRESH_STEPS = 10
+MAX_IMAGE_SIZE = 512
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _opt(help_text: str, *, resume_safe: bool = False, **extra) -> dict:
@@ -130,6 +132,8 @@ class TrainConfig:
                      "warmup_epochs"):
             _require(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
         _require("image_size", self.image_size, self.image_size >= 8, "must be >= 8 (three 2x poolings)")
+        # every map is resized to image_size squared in memory: WM-811K's largest are ~300 px a side
+        _require("image_size", self.image_size, self.image_size <= MAX_IMAGE_SIZE, f"must be <= {MAX_IMAGE_SIZE}")
         # DataLoader hands batch_size to itertools.islice, which raises a bare ValueError past sys.maxsize
         _require("batch_size", self.batch_size, self.batch_size <= 2**31, "must be <= 2**31")
         # an empty folder name would scatter the run's outputs over the current directory
@@ -137,6 +141,8 @@ class TrainConfig:
         # numpy, sklearn (RandomState) and DistributedSampler reject negative seeds, RandomState also >= 2**32
         _require("seed", self.seed, 0 <= self.seed < 2**32, "must be in [0, 2**32)")
         _require("lr", self.lr, self.lr > 0, "must be > 0")
+        # the optimizer holds it as a float32 tensor
+        _require("lr", self.lr, self.lr <= FLOAT32_MAX, f"must be <= {FLOAT32_MAX:.3g} (float32's largest)")
         _require("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
         _require("class_weight_power", self.class_weight_power, self.class_weight_power > 0, "must be > 0")
         _require("class_weight_power", self.class_weight_power, self.class_weights or self.class_weight_power == 1.0,
@@ -162,11 +168,13 @@ class TrainConfig:
         _require("num_workers", self.num_workers, not (self.data_on_device and self.num_workers),
                  "must be 0 with --data-on-device")
         if self.data != "synthetic":
+            _require("data", self.data, not Path(self.data).is_dir(), "is a folder, not a data file")
             _require("data", self.data, Path(self.data).is_file(), "is neither 'synthetic' nor an existing file")
         else:
             _require("samples_per_class", self.samples_per_class, self.samples_per_class >= 1,
                      "must be >= 1 for synthetic data")
         if self.resume not in (None, "last"):
+            _require("resume", self.resume, not Path(self.resume).is_dir(), "is a folder, not a checkpoint file")
             _require("resume", self.resume, Path(self.resume).is_file(), "is neither 'last' nor an existing file")
         _require("overwrite", self.overwrite, not (self.overwrite and self.resume),
                  f"clears the run that resume={self.resume!r} would continue; use one of them")

@@ -311,6 +311,11 @@ def test_evaluate_refuses_a_training_runs_folder(finished, call_main):
     ("train", ["--min-delta", "inf"], "--min-delta"),
     ("train", ["--overwrite", "--resume", "last"], "--overwrite"),
     ("train", ["--batch-size", str(2**64)], "--batch-size"),
+    ("train", ["--image-size", "100000"], "--image-size"),  # resized in memory: tens of GB, then a traceback
+    ("train", ["--lr", "1e300"], "--lr"),  # past float32: the optimizer's traceback
+    ("train", ["--data", "/"], "--data"),  # a folder
+    ("train", ["--resume", "/"], "--resume"),
+    ("evaluate", ["--image-size", "100000"], "--image-size"),
     ("evaluate", ["--batch-size", "0"], "--batch-size"),
     ("evaluate", ["--image-size", "4"], "--image-size"),
     ("evaluate", ["--data", "/no/such/file.pkl"], "--data"),
