@@ -136,13 +136,19 @@ def mirrored_pairs(plain: Path, lightning: Path) -> list[str]:
 
 
 def main() -> None:
-    """Print, per mirrored pair, how many non-blank side-by-side rows differ."""
+    """Print, per mirrored pair, how many non-blank side-by-side rows differ; then the files with no counterpart."""
     root = Path(__file__).resolve().parents[1]
     plain, lightning = root / "plain_pytorch", root / "lightning_impl"
-    for name in mirrored_pairs(plain, lightning):
+    pairs = mirrored_pairs(plain, lightning)
+    print("Rows of `sdiff -w 200` not blank on both sides, and how many differ, per file both sides have:")
+    for name in pairs:
         diff = side_by_side_rows((plain / name).read_text(encoding="utf-8"),
                                  (lightning / name).read_text(encoding="utf-8"))
-        print(f"{name}: {diff.differ} of {diff.rows} non-blank rows differ")
+        print(f"  {name}: {diff.differ} of {diff.rows} non-blank rows differ")
+    alone = [f"{folder.name}/{p.name}" for folder in (plain, lightning) for p in sorted(folder.glob("*.py"))
+             if p.name not in pairs and p.name != "__init__.py"]
+    print("No counterpart (the other side has no file for it; its work is the framework's or another file's): "
+          + ", ".join(alone))
 
 
 if __name__ == "__main__":

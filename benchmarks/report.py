@@ -353,6 +353,10 @@ def render_partial(report_dir: Path) -> Path:
     return write_report(raw, summarize(raw), report_dir)
 
 
+# what every record the suite writes holds at its top (raw for benchmark.json, the whole file when partial)
+RAW_KEYS = {"profile": str, "profile_notes": str, "machine": dict, "lines_of_code": dict, "accelerators": dict}
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m benchmarks.report [--partial] FOLDER ...`: re-render reports without training."""
     import argparse
@@ -371,8 +375,11 @@ def main(argv: list[str] | None = None) -> None:
             record = json.loads(source.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             parser.error(f"{source}: not a benchmark record ({err})")
-        if not isinstance(record, dict) or not isinstance(record.get("raw", record).get("accelerators"), dict):
-            parser.error(f"{source}: not a benchmark record (no 'accelerators' entry)")
+        raw = record if args.partial else record.get("raw") if isinstance(record, dict) else None
+        missing = [key for key, kind in RAW_KEYS.items() if not isinstance(raw, dict) or not isinstance(raw.get(key), kind)]
+        if missing:
+            parser.error(f"{source}: not a benchmark record ({'raw' if not args.partial else 'its'} "
+                         f"{', '.join(repr(k) for k in missing)} missing or of another type)")
     for folder in args.folders:
         print((render_partial if args.partial else rerender)(folder) / "comparison.md")
 

@@ -94,8 +94,9 @@ def split_dataset(cfg: TrainConfig) -> WaferSplits:
                                              stratify=maps.labels[rest], random_state=cfg.seed)
     except ValueError as err:  # sklearn's message names class indices and says nothing of the flags
         counts = dict(zip(CLASS_NAMES, np.bincount(maps.labels, minlength=len(CLASS_NAMES)).tolist()))
+        more = "raise --samples-per-class" if cfg.data == "synthetic" else f"{cfg.data} needs more maps of each class"
         raise DataError(f"too few maps for a stratified train/val/test split (maps per class: {counts}); "
-                         f"raise --samples-per-class or the val/test fractions ({err})") from err
+                        f"{more} or change the val/test fractions ({err})") from err
     if cfg.data != "synthetic":
         train_idx = train_idx[subsample(maps.labels[train_idx], cfg.samples_per_class, cfg.balance_classes, cfg.seed)]
     x, y = to_inputs(maps.codes), torch.from_numpy(maps.labels)

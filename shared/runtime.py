@@ -8,6 +8,7 @@ import os
 import random
 import re
 import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,7 @@ def load_torch_file(path: str | Path) -> object:
         # torch's weights-only message is a coloured paragraph about its defaults; the cause follows this marker
         text = _ANSI.sub("", str(err)).split("WeightsUnpickler error:")[-1]
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        reason = f"{type(err).__name__}: {lines[0] if lines else 'no detail'}"[:200]
+        reason = textwrap.shorten(f"{type(err).__name__}: {lines[0] if lines else 'no detail'}", 200, placeholder=" …")
         raise TrainingError(f"{path}: not a readable checkpoint, corrupt or truncated? ({reason})") from err
 
 

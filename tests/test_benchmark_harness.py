@@ -484,7 +484,8 @@ def test_the_gpu_checks_run_as_their_own_pytest_and_report_their_summary() -> No
     assert "in 62 s" in text and "The GPU plan took 5.2 min: 250 s of measurements" in text
 
 
-@pytest.mark.parametrize("content", ["{bad", "[1]", '{"raw": {}}', "\udcff"])
+@pytest.mark.parametrize("content", ["{bad", "[1]", '{"raw": {}}', "\udcff", '{"raw": null}', '{"accelerators": {}}',
+                                     '{"raw": {"accelerators": 5}}'])
 def test_rerendering_a_foreign_file_is_a_one_line_error_and_leaves_the_folder_alone(tmp_path, capsys, content) -> None:
     from benchmarks.report import main
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 from benchmarks.loc import (
     LineCount,
@@ -129,3 +130,16 @@ def test_mirrored_pairs_are_the_files_both_sides_have(tmp_path) -> None:
 
 def test_the_plain_loop_counts_as_training_code() -> None:
     assert role("plain_pytorch/loop.py") == "training"
+
+
+def test_main_prints_every_pair_and_the_files_without_a_counterpart(capsys) -> None:
+    from benchmarks import loc
+
+    loc.main()
+    out = capsys.readouterr().out.splitlines()
+    root = Path(__file__).resolve().parents[1]
+    pairs = mirrored_pairs(root / "plain_pytorch", root / "lightning_impl")
+    assert [line.split(":")[0].strip() for line in out[1:-1]] == pairs
+    assert all(line.endswith("non-blank rows differ") for line in out[1:-1])
+    assert "plain_pytorch/loop.py" in out[-1] and "lightning_impl/datamodule.py" in out[-1]
+    assert "train.py" not in out[-1]

@@ -100,10 +100,16 @@ def test_class_weight_power_softens_the_balanced_weights(tiny_cfg, fake_maps):
     assert 1 < soft[1] < balanced[1] and balanced[8] < soft[8] < 1  # rare classes weigh less, 'none' more
 
 
-def test_too_few_maps_is_a_clear_error(tiny_cfg, fake_maps):
+def test_too_few_maps_is_a_clear_error(tiny_cfg, fake_maps, tmp_path):
     fake_maps([20, 20, 20, 20, 20, 1, 20, 20, 20])
-    with pytest.raises(ValueError, match="--samples-per-class"):
+    with pytest.raises(ValueError, match="raise --samples-per-class"):
         split_dataset(tiny_cfg.replace(image_size=SIZE))
+    # a real file: --samples-per-class caps the training split only, so it cannot help
+    real = tmp_path / "few.pkl"
+    real.write_bytes(b"")
+    with pytest.raises(ValueError, match=f"{real} needs more maps of each class") as err:
+        split_dataset(tiny_cfg.replace(image_size=SIZE, data=str(real)))
+    assert "--samples-per-class" not in str(err.value)
 
 
 def test_synthetic_split_end_to_end(tiny_cfg):
