@@ -262,3 +262,23 @@ def test_tta_scores_a_real_run_again_through_evaluate_tta(side, tmp_path, monkey
     assert sum(tta["val"]["per_class_support"].values()) == 16
     scored = json.loads((tmp_path / ".frontier-runs" / f"0-{side}" / "evaluate-val-tta" / "metrics.json").read_text())
     assert scored["config"]["tta"] is True and scored["test"]["f1_macro"] == tta["val"]["f1_macro"]
+
+
+def test_the_real_profile_trains_the_setting_the_frontier_chose() -> None:
+    """The `real` profile is the frontier's chosen setting (its TTA variant: --tta scores the test split so), with the
+    frontier's common flags; --monitor val_loss is the default both use."""
+    from benchmarks.profiles import PROFILES
+
+    def pairs(flags) -> set[tuple[str, ...]]:
+        out, i = set(), 0
+        while i < len(flags):
+            valued = i + 1 < len(flags) and not flags[i + 1].startswith("--")
+            out.add(tuple(flags[i:i + 2]) if valued else (flags[i],))
+            i += 2 if valued else 1
+        return out
+
+    chosen = "48px, balanced sampler ** 0.5, cosine 30 epochs"
+    records = frontier.load_records(frontier.ROOT / frontier.REPORT_DIR / "frontier.json")
+    assert frontier.chosen_setting(records) == chosen + frontier.TTA_SUFFIX  # the committed frontier's pick
+    expected = pairs([*frontier._BASE, *frontier.SETTINGS[chosen]]) | {("--tta",), ("--monitor", "val_loss")}
+    assert pairs(PROFILES["real"].train_flags) == expected
