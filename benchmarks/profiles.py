@@ -78,6 +78,7 @@ class Profile:
     variants: tuple[Variant, ...] = ()
     warmup: bool = True  # one untimed round first (file cache, .pyc, allocator)
     timeout_s: int = 900  # per training process
+    run_seconds: float | None = None  # one fresh run's expected seconds where the plan's seed-sized cost does not fit
     base_seed: int = 42
     needs_real_data: bool = False
     flop_batch: int = 32
@@ -156,6 +157,7 @@ PROFILES = {
                      "--patience", "100", "--sampler", "balanced", "--sampler-power", "0.5", "--augment", "--tta",
                      "--monitor", "val_loss", "--lr-schedule", "cosine", "--channels-last"),
         rounds=1, variant_epochs=2, variant_rounds=1, warmup=False, timeout_s=2400,
+        run_seconds=480.0,  # end to end on the idle 2-core CPU: 7.5-8 min a side
         # no interleaved blocks: a real-data block is an epoch of ~11,000 maps plus the natural-mix validation and
         # test (~30 s on 2 cores, and the batch-1 near-zero-cost setting would validate 4,600 maps one by one), so
         # even 5 rounds would double the profile; the per-step overhead is the seed profile's measurement

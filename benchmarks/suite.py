@@ -237,7 +237,8 @@ def expected_seconds(profile: Profile, accelerator: str) -> dict[str, float]:
     b = profile.blocks_for(accelerator)
     out = {"imports": 2 * import_rounds(profile, accelerator) * cost["import"]}
     runs = plan(profile, accelerator)
-    out["fresh runs"] = sum(cost["e2e"] if r.kind != "variant" else cost["variant"] for r in runs)
+    e2e = profile.run_seconds if profile.run_seconds and accelerator == "cpu" else cost["e2e"]
+    out["fresh runs"] = sum(e2e if r.kind != "variant" else cost["variant"] for r in runs)
     if b is not None:
         settings = block_settings(profile, accelerator)
         gens = max(s.generations for s in settings)

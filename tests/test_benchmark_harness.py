@@ -454,6 +454,14 @@ def test_the_plan_states_its_expected_time_and_the_gpu_plan_fits_a_lease() -> No
     assert sum(expected_seconds(PROFILES["smoke"], "cpu").values()) < 5 * 60
 
 
+def test_the_real_plan_expects_real_data_run_times(monkeypatch) -> None:
+    """A real-data run trains ~8 minutes a side on the 2-core CPU: the plan says so, not the seed run's 20 s."""
+    from benchmarks.suite import expected_seconds
+
+    monkeypatch.setenv("WM811K_PATH", "unused-by-the-plan.pkl")
+    assert expected_seconds(PROFILES["real"], "cpu")["fresh runs"] == 2 * PROFILES["real"].run_seconds >= 2 * 7 * 60
+
+
 def test_every_gpu_block_figure_covers_at_least_200_steps_per_arm() -> None:
     """Steady state by construction: each setting's timed steps per arm (its rounds, over every process, times the
     timed epochs of a block, times the steps of an epoch of its training split), counted from the parsed flags."""
