@@ -144,23 +144,35 @@ def memory_section(summary: dict) -> list[str]:
             "interpreter and imported libraries, so it shows what importing Lightning costs as well.\n"]
 
 
-def metrics_section(summary: dict) -> list[str]:
+def metrics_section(summary: dict, report_dir: Path | None = None) -> list[str]:
     rows = []
     for acc, s in per_accelerator(summary).items():
         for key, row in s["final_metrics"].items():
-            if key == "per_class_f1":
+            if key in ("per_class_f1", "f1_macro_bootstrap_95", "support"):
                 continue
             cells = [_mean_std(row.get(side)) for side in SIDES]
             gap = (f"{row['gap']:+.4f} ({row['gap_in_seed_std']:+.2f} seed-std)" if row.get("gap_in_seed_std") is not None
                    else (f"{row['gap']:+.4f}" if "gap" in row else NOT_MEASURED))
             rows.append([ACC_NAMES[acc], key, *cells, gap])
-    per_class = [[ACC_NAMES[acc], name, *(f"{s['final_metrics']['per_class_f1'][side].get(name, float('nan')):.3f}" for side in SIDES)]
+    per_class = [[ACC_NAMES[acc], name, *(f"{s['final_metrics']['per_class_f1'][side].get(name, float('nan')):.3f}" for side in SIDES),
+                  s["final_metrics"].get("support", {}).get(name, "")]
                  for acc, s in per_accelerator(summary).items() for name in s["final_metrics"]["per_class_f1"]["plain"]]
-    return ["## Final test metrics", _table(rows, ["device", "metric", *map(NAMES.get, SIDES), "Lightning - plain"]),
-            "\nMean ± sample std over the seeds of the timed rounds (one seed per round, the same seed on both sides). A gap "
-            "well inside one seed-std means the framework does not change what is learned.\n",
-            _table(per_class, ["device", "class", *(f"{NAMES[s]} F1" for s in SIDES)]),
-            "\nPer-class F1 (mean over the same seeds): on imbalanced real data the macro average hides which defects are missed.\n"]
+    boot = [f"{ACC_NAMES[acc]} {NAMES[side]}: " + "; ".join(f"seed {seed} {ci[0]:.3f}-{ci[1]:.3f}" for seed, ci in runs if ci)
+            for acc, s in per_accelerator(summary).items()
+            for side, runs in s["final_metrics"].get("f1_macro_bootstrap_95", {}).items() if any(ci for _, ci in runs)]
+    lines = ["## Final test metrics", _table(rows, ["device", "metric", *map(NAMES.get, SIDES), "Lightning - plain"]),
+             "\nMean ± sample std over the seeds of the timed rounds (one seed per round, the same seed on both sides). A gap "
+             "well inside one seed-std means the framework does not change what is learned.\n"]
+    if boot:
+        lines.append("Macro-F1, bootstrap 95 % interval over each run's test maps (1,000 resamples, model fixed): "
+                     + " | ".join(boot) + ".\n")
+    lines += [_table(per_class, ["device", "class", *(f"{NAMES[s]} F1" for s in SIDES), "test maps"]),
+              "\nPer-class F1 (mean over the same seeds) beside each class's test maps: on imbalanced real data the "
+              "macro average hides which defects are missed.\n"]
+    if report_dir is not None and (report_dir / "frontier.md").is_file():
+        lines.append("How the recipe was chosen (on validation) and its test figure over several seeds: "
+                     "[frontier.md](frontier.md).\n")
+    return lines
 
 
 def _mean_std(cell: dict | None) -> str:
@@ -261,12 +273,12 @@ def errors_section(summary: dict) -> list[str]:
     return out
 
 
-def render_markdown(raw: dict, summary: dict) -> str:
+def render_markdown(raw: dict, summary: dict, report_dir: Path | None = None) -> str:
     """Answer first, then the evidence, then the method."""
     parts = header(raw) + answer_first(raw, summary) + errors_section(summary) + like_for_like_section()
     parts += arms_section(summary) + price_list_section(summary) + floor_section(raw, summary)
     parts += runtime_section(raw, summary) + variants_section(raw, summary) + memory_section(summary)
-    parts += metrics_section(summary) + parity_section(summary) + mfu_section(raw, summary) + gpu_checks_section(raw)
+    parts += metrics_section(summary, report_dir) + parity_section(summary) + mfu_section(raw, summary) + gpu_checks_section(raw)
     parts += claims_section(raw, summary) + loc_section(raw["lines_of_code"]) + method_section(raw, summary)
     parts += ["## Plots", "![runtime](runtime.png)", "![overhead vs step time](overhead_vs_step_time.png)",
               "![loss curves](loss_curves.png)",
@@ -300,7 +312,7 @@ def write_report(raw: dict, summary: dict, report_dir: Path) -> Path:
         checks = (raw["accelerators"].get("gpu") or {}).get("gpu_checks")
         if checks:
             (tmp / "gpu_checks.log").write_text(checks["log"], encoding="utf-8")
-        (tmp / "comparison.md").write_text(render_markdown(raw, summary), encoding="utf-8")
+        (tmp / "comparison.md").write_text(render_markdown(raw, summary, report_dir), encoding="utf-8")
         (tmp / "benchmark.json").write_text(json.dumps({"raw": raw, "summary": summary}, indent=1), encoding="utf-8")
         plots.write_all(raw, summary, tmp)
         # what this report does not write stays: earlier micro-benchmark runs (what --benchmark-compare reads),

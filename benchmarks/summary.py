@@ -158,6 +158,11 @@ def final_metrics(runs: list[dict]) -> dict:
             row["gap_in_seed_std"] = gap / pooled if pooled else None
         out[key] = row
     out["per_class_f1"] = {s: _per_class_f1([r for r in runs if r["ok"] and r["side"] == s]) for s in SIDES}
+    # per run, in round order: the seeded bootstrap 95 % interval of macro-F1 over its test maps (model fixed)
+    out["f1_macro_bootstrap_95"] = {s: [(r["seed"], r["metrics"]["test"].get("f1_macro_bootstrap_95"))
+                                        for r in runs if r["ok"] and r["side"] == s] for s in SIDES}
+    first = next((r for r in runs if r["ok"]), None)  # every run of a profile scores a split of the same class mix
+    out["support"] = {name: c["support"] for name, c in first["metrics"]["test"]["per_class"].items()} if first else {}
     return out
 
 

@@ -516,3 +516,19 @@ def test_train_size_is_read_from_the_record_and_rebuilt_for_older_ones(monkeypat
                             "test_fraction", "seed"), 0)
     assert summary_mod.train_size({"train_size": 1234, "config": config}) == 1234
     assert summary_mod.train_size({"config": config}) == 77  # a record from before train_size
+
+
+def test_quality_is_stated_with_its_bootstrap_interval_support_and_the_frontier(tmp_path) -> None:
+    runs = [fake_run(side, r) for r in range(2) for side in ("plain", "lightning")]
+    for i, run in enumerate(runs):
+        run["metrics"]["test"]["f1_macro_bootstrap_95"] = [0.4 + i / 100, 0.6 + i / 100]
+    raw = fake_raw(runs)
+    summary = summarize(raw)
+    assert summary["cpu"]["final_metrics"]["support"]["Scratch"] == 3
+    text = "\n".join(report_mod.metrics_section(summary))
+    assert "CPU plain PyTorch: seed 10 0.400-0.600; seed 11 0.420-0.620" in text
+    assert "CPU Lightning: seed 10 0.410-0.610; seed 11 0.430-0.630" in text
+    assert re.search(r"\| CPU +\| Scratch +\| 0\.320 +\| 0\.320 +\| 3 +\|", text)
+    assert "frontier.md" not in text
+    (tmp_path / "frontier.md").write_text("kept")
+    assert "[frontier.md](frontier.md)" in "\n".join(report_mod.metrics_section(summary, tmp_path))
