@@ -89,7 +89,8 @@ def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description
             argv: Sequence[str] | None = None,
             stored_config: typing.Callable[[TrainConfig], dict | None] = lambda cfg: None,
             other_side_only: dict[str, str] | None = None) -> None:
-    """Parse and run; the project's own errors become one line, Ctrl-C one line and exit 130, the rest a traceback.
+    """Parse and run; the project's own errors become one line, Ctrl-C or SIGTERM one line and exit 130, the rest a
+    traceback.
 
     `stored_config(cfg)` is the configuration of the checkpoint cfg.resume names: a resume continues it.
     A field in `other_side_only` is the other side's flag: switched on here, it is an error (saying why) before
@@ -106,6 +107,7 @@ def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description
     cfg = _config_or_exit(parser, {k: v for k, v in given.items() if k in NOT_RESTORED} if "resume" in given else given)
     if "TORCHELASTIC_RUN_ID" in os.environ:
         signal.signal(signal.SIGINT, _interrupt_once)
+    before = signal.signal(signal.SIGTERM, _terminated)
     try:
         cfg = resumed_config(cfg, given, stored_config(cfg))
         main(cfg)
@@ -116,6 +118,15 @@ def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description
         sys.exit(130)
     except WaferBenchError as err:
         exit_with(parser, err)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    # `kill` or a job scheduler's stop ends the run as Ctrl-C does, on both sides (Lightning runs its own SIGTERM
+    # handler first, then this one): the last checkpoint and the command that continues it; a second SIGTERM kills
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
 
 
 def _interrupt_once(signum: int, frame: object) -> None:

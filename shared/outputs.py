@@ -156,7 +156,15 @@ def resume_file(cfg: TrainConfig, last_name: str) -> Path | None:
         return None
     path = cfg.checkpoint_dir / last_name if cfg.resume == "last" else Path(cfg.resume)
     if not path.is_file():
+        other = [f for f in sorted(cfg.checkpoint_dir.glob("last.*")) if f.name != last_name]
+        if cfg.resume == "last" and other and other[0].suffix in OTHER_SIDE:
+            raise TrainingError(f"--resume last: no checkpoint at {path}; {other[0]} is the other side's: continue "
+                                f"it with {OTHER_SIDE[other[0].suffix]} --output-dir {cfg.output_dir} --resume last")
         fresh = cfg.resume == "last" and not holds_a_result(Path(cfg.output_dir), cfg.checkpoint_dir)
         raise TrainingError(f"--resume {cfg.resume}: no checkpoint at {path}"
                             + ("; nothing to resume: without --resume the run starts afresh" if fresh else ""))
     return path
+
+
+# whose last checkpoint a folder holds, by its file name's suffix
+OTHER_SIDE = {".pt": "python -m plain_pytorch.train", ".ckpt": "python -m lightning_impl.train"}

@@ -388,6 +388,38 @@ def test_ctrl_c_is_one_line_with_the_checkpoint_and_the_resume_command(side, cal
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / LOCK_NAME).exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("side", SIDES)
+def test_sigterm_stops_as_ctrl_c_does_with_the_resume_command(side, tmp_path):
+    """`kill` or a job scheduler's stop: the same line and exit 130 as Ctrl-C on both sides, not a silent death."""
+    out = tmp_path / "run"
+    flags = [*TINY_FLAGS, "--epochs", "100000", "--patience", "100000", "--no-plots", "--output-dir", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", f"{side}.train", *flags], cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last = out / "checkpoints" / f"last.{SUFFIX[side]}"
+    deadline = time.monotonic() + 120
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and f"last checkpoint {last}" in err
+    assert one_line(err.strip().splitlines()[-1]).endswith(f"--output-dir {out} --resume last")
+    assert not (out / "metrics.json").exists() and not (out / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_resume_last_on_the_other_sides_folder_names_that_side(side, call_main, tmp_path):
+    other = next(s for s in SIDES if s != side)
+    assert call_main(train_main(other), *TINY, "--no-plots", "--output-dir", str(tmp_path))[0] == 0
+    before = snapshot(tmp_path)
+    code, _, err = call_main(train_main(side), *TINY, "--output-dir", str(tmp_path), "--resume", "last")
+    line = one_line(err)
+    assert code == 1 and f"{tmp_path / 'checkpoints' / ('last.' + SUFFIX[other])} is the other side's" in line
+    assert line.endswith(f"continue it with python -m {other}.train --output-dir {tmp_path} --resume last")
+    assert snapshot(tmp_path) == before
+
+
 def interrupt(cfg):
     raise KeyboardInterrupt
 
