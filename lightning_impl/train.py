@@ -57,6 +57,9 @@ def silence_noise(cfg: TrainConfig) -> None:
     # Lightning 2.6's own use of a torch API deprecated since; nothing a user here can change
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             FutureWarning)
+    # per-step points follow the global step (both sides): short epochs still get them
+    warnings.filterwarnings("ignore", r"The number of training batches \(\d+\) is smaller than "
+                            r"the logging interval", PossibleUserWarning)
     if cfg.resume is not None:  # ModelCheckpoint's, on the folder a resume continues: expected
         warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
     if cfg.num_workers == 0:  # the deliberate default: in-memory tensors, the plain side's loaders

@@ -74,3 +74,15 @@ def test_both_sides_write_the_same_tensorboard_points(tiny_cfg, tmp_path):
     assert len(plain["train_loss_step"]) >= 2
     for tag in plain:
         assert plain[tag] == lightning[tag], tag
+
+
+def test_epochs_shorter_than_the_log_interval_log_the_same_points_without_a_warning(tiny_cfg, tmp_path, recwarn):
+    """5 steps an epoch, a point every 7 steps: both sides log at the 7th and 14th step (0-based 6 and 13), and Lightning's warning
+    that the epoch is shorter than its interval (it says no points would be seen) is not shown: it is not so here."""
+    cfg = tiny_cfg.replace(epochs=3, log_every_n_steps=7)
+    plain_train.fit(cfg.replace(output_dir=str(tmp_path / "plain")))
+    lightning_train.fit(cfg.replace(output_dir=str(tmp_path / "lightning")))
+    plain, lightning = scalars(tmp_path / "plain"), scalars(tmp_path / "lightning")
+    assert [step for step, _ in plain["train_loss_step"]] == [6, 13]
+    assert plain["train_loss_step"] == lightning["train_loss_step"]
+    assert not [w for w in recwarn if "logging interval" in str(w.message)]
