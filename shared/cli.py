@@ -190,17 +190,18 @@ def build_evaluate_parser(prog: str, description: str, checkpoint_help: str) -> 
     parser = OneLineErrorParser(prog=prog, description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help=checkpoint_help)
-    parser.add_argument("--data", default="synthetic", help="'synthetic' or an LSWMD-format pickle")
+    parser.add_argument("--data", default=None,
+                        help="'synthetic' or an LSWMD-format pickle; default: the data the checkpoint was trained on")
     parser.add_argument("--output-dir", default="runs/evaluate", help="folder for metrics.json and the plots")
     # not the checkpoint's training batch: inference keeps no activations for backward, and a few large
     # batches beat thousands of small ones (each a wait for both threads on a busy machine)
     parser.add_argument("--batch-size", type=int, default=1024, help="inference batch size")
-    parser.add_argument("--accelerator", choices=ACCELERATORS, default="auto")
+    parser.add_argument("--accelerator", choices=ACCELERATORS, default="auto", help="where the model runs")
     parser.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's")
     parser.add_argument("--split", choices=("test", "val", "all"), default=None,
                         help="maps scored: the run's own val or test split, rebuilt from the checkpoint's config "
-                             "(--data must hold the same maps), or all of them; default: test for synthetic data, "
-                             "all for a file")
+                             "(--data must hold the same maps), or all of them; default: all for a --data file, "
+                             "else test")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="average each map's class probabilities over its 8 flips and 90-degree rotations; "
                              "default: the checkpoint's --tta")
@@ -210,7 +211,11 @@ def build_evaluate_parser(prog: str, description: str, checkpoint_help: str) -> 
 def evaluation_config(stored: dict, args: argparse.Namespace) -> TrainConfig:
     """The training run's config with the evaluate flags applied; one process, no speed flags (one pass)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    changes = {"data": args.data, "output_dir": args.output_dir, "resume": None, "accelerator": args.accelerator,
+    data = stored.get("data", "synthetic") if args.data is None else args.data
+    if data != "synthetic" and not Path(data).is_file():  # given flags were checked before the checkpoint was read
+        raise ConfigError("data", f"the checkpoint was trained on {data}, which is not there: give --data with its "
+                                  f"new path (or another file)")
+    changes = {"data": data, "output_dir": args.output_dir, "resume": None, "accelerator": args.accelerator,
                "compile": False, "channels_last": False, "devices": 1, "num_nodes": 1, "strategy": "auto",
                "plots": True}
     given = (("batch_size", args.batch_size), ("image_size", args.image_size), ("tta", args.tta))
@@ -226,6 +231,8 @@ def check_evaluate_args(args: argparse.Namespace) -> None:
     """The evaluate flags through TrainConfig's own checks, and the output folder, before the checkpoint is read."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    if Path(args.checkpoint).is_dir():  # as --resume says of a folder ("no such file" would be untrue)
+        raise ConfigError("checkpoint", f"checkpoint={args.checkpoint!r} is a folder, not a checkpoint file")
     path = check_output_folder(args.output_dir)
     found = existing_outputs(path, TRAINING_OUTPUTS)
     if found:
@@ -246,7 +253,7 @@ def run_evaluate_cli(evaluate: typing.Callable[[argparse.Namespace], RunResult],
         exit_with(parser, err)
     maps = sum(c["support"] for c in result.test["per_class"].values())
     split = result.scored_split
-    print(f"{args.checkpoint} on {args.data}: {maps} maps ({split} split)")
+    print(f"{args.checkpoint} on {result.config['data']}: {maps} maps ({split} split)")
     print(summary_lines(result)[1].replace("test:", f"{split}:", 1))
     if result.test["f1_macro_bootstrap_95"]:
         low, high = result.test["f1_macro_bootstrap_95"]

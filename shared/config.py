@@ -168,12 +168,14 @@ class TrainConfig:
         _require("num_workers", self.num_workers, not (self.data_on_device and self.num_workers),
                  "must be 0 with --data-on-device")
         if self.data != "synthetic":
+            _require("data", self.data, self.data != "", "is empty: give 'synthetic' or a file's path")
             _require("data", self.data, not Path(self.data).is_dir(), "is a folder, not a data file")
             _require("data", self.data, Path(self.data).is_file(), "is neither 'synthetic' nor an existing file")
         else:
             _require("samples_per_class", self.samples_per_class, self.samples_per_class >= 1,
                      "must be >= 1 for synthetic data")
         if self.resume not in (None, "last"):
+            _require("resume", self.resume, self.resume != "", "is empty: give 'last' or a checkpoint file's path")
             _require("resume", self.resume, not Path(self.resume).is_dir(), "is a folder, not a checkpoint file")
             _require("resume", self.resume, Path(self.resume).is_file(), "is neither 'last' nor an existing file")
         _require("overwrite", self.overwrite, not (self.overwrite and self.resume),

@@ -50,8 +50,9 @@ def evaluate_checkpoint(args: argparse.Namespace, implementation: str, ckpt: dic
     apply_torch_settings(cfg)
     device = resolve_device(cfg)
     model = load_model(args.checkpoint, ckpt, cfg)  # before the data: a wrong file fails at once
-    split = args.split or ("test" if cfg.data == "synthetic" else "all")  # the default: what it always scored
-    if args.split in ("val", "test"):
+    # the default: a file given is new maps, all scored; without --data, the run's own data, its test split
+    split = args.split or ("all" if args.data not in (None, "synthetic") else "test")
+    if split in ("val", "test"):
         check_same_data(args.checkpoint, stored_config, cfg, split)
     dataset, skipped = evaluation_dataset(cfg, split)
     loader = make_loader(dataset, cfg, pin_memory=device.type == "cuda", device=device)

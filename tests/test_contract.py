@@ -220,6 +220,12 @@ def test_data_is_its_content_not_its_path(side, data_file, call_main, tmp_path, 
     code, _, err = call_main(evaluate_main(side), "--checkpoint", str(b_last), "--data", str(third / "mini.pkl"),
                              "--output-dir", str(tmp_path / "eval"), "--accelerator", "cpu")
     assert code == 0, err
+    code, _, err = call_main(evaluate_main(side), "--checkpoint", str(b_last), "--output-dir", str(tmp_path / "gone"),
+                             "--accelerator", "cpu")  # no --data: the file it was trained on, which is not there
+    assert code == 2 and err.strip().splitlines()[-1].endswith(
+        "argument --data: the checkpoint was trained on mini.pkl, which is not there: give --data with its new path "
+        "(or another file)")
+    assert not (tmp_path / "gone" / "metrics.json").exists()
     lswmd_with_a_malformed_map(second / "mini.pkl", seed=1)  # other maps where run b's data was
     before = snapshot(run_b)
     code, _, err = call_main(train_main(side), "--resume", "last", "--output-dir", str(run_b), "--epochs", "3")
@@ -319,6 +325,7 @@ def test_evaluate_refuses_a_training_runs_folder(finished, call_main):
     ("evaluate", ["--batch-size", "0"], "--batch-size"),
     ("evaluate", ["--image-size", "4"], "--image-size"),
     ("evaluate", ["--data", "/no/such/file.pkl"], "--data"),
+    ("evaluate", ["--checkpoint", "/"], "--checkpoint"),  # a folder: not "no such file"
 ])
 def test_bad_value_exits_2_naming_the_flag(side, entry, flags, named, call_main, tmp_path):
     if entry == "train":
@@ -339,6 +346,14 @@ def test_the_plain_side_refuses_lightnings_own_flag(call_main, tmp_path):
     assert not out.exists()
     code, _, err = call_main(train_main("plain_pytorch"), *TINY, "--output-dir", str(out), "--no-lightning-defaults")
     assert code == 0, err
+
+
+@pytest.mark.parametrize(("flag", "why"), [("--data", "is empty: give 'synthetic' or a file's path"),
+                                           ("--resume", "is empty: give 'last' or a checkpoint file's path")])
+def test_an_empty_path_is_called_empty_not_a_folder(flag, why, call_main, tmp_path):
+    code, _, err = call_main(train_main("plain_pytorch"), *TINY, "--output-dir", str(tmp_path / "out"), flag, "")
+    name = flag.removeprefix("--")
+    assert code == 2 and err.strip().splitlines()[-1].endswith(f"argument {flag}: {name}='' {why}")
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -699,6 +714,11 @@ def test_evaluate_split_rebuilds_the_runs_own_val_and_test_splits(two_epochs, da
                                       *(["--split", split] if split else []))
         assert code == 0, err
         assert f"maps ({split or 'all'} split)" in stdout
+    # without --data: the data the run was trained on, its own test split (not every map: most were trained on)
+    code, stdout, err = call_main(evaluate_main(side), *flags[:2], *flags[4:], "--output-dir", str(tmp_path / "own"))
+    assert code == 0, err
+    assert f"on {data_file}: {sizes[2]} maps (test split)" in stdout
+    assert scored(tmp_path / "own") == scored(tmp_path / "test")
     assert scored(tmp_path / "val")[:2] == ("val", int(sizes[1]))
     assert scored(tmp_path / "test")[:2] == ("test", int(sizes[2])) and sizes[1] != sizes[2]
     assert scored(tmp_path / "None")[:2] == ("all", 9 * 12)  # a file's default: every labelled map, as before
@@ -719,18 +739,15 @@ def test_evaluate_split_refuses_data_other_than_the_runs(two_epochs, other, call
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("module", ["plain_pytorch.train", "lightning_impl.train", "plain_pytorch.evaluate"])
-def test_ctrl_c_while_importing_is_one_line_and_exit_130(module, tmp_path):
-    """Ctrl-C in the seconds a command spends importing torch and Lightning: one line, exit 130, no traceback."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
+def test_ctrl_c_while_importing_is_one_line_and_exit_130(module, signum, tmp_path):
+    """Ctrl-C or SIGTERM in the seconds a command spends importing torch and Lightning: one line, exit 130, no
+    traceback, no silent death."""
     proc = subprocess.Popen([sys.executable, "-m", module, "--output-dir", str(tmp_path / "run")],
                             cwd=Path(__file__).resolve().parents[1], stderr=subprocess.PIPE, text=True)
     time.sleep(0.4)  # the package is imported first (~0.05 s), torch after it (seconds)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.strip() == "interrupted while starting; nothing was written"
