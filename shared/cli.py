@@ -187,17 +187,16 @@ def interrupted_message(cfg: TrainConfig, prog: str, argv: list[str]) -> str:
 
 def build_evaluate_parser(prog: str, description: str, checkpoint_help: str) -> argparse.ArgumentParser:
     """The evaluate command's flags, the same on both sides."""
-    parser = OneLineErrorParser(prog=prog, description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(prog=prog, description=description)  # each help names its own default
     parser.add_argument("--checkpoint", required=True, help=checkpoint_help)
     parser.add_argument("--data", default=None,
                         help="'synthetic' or an LSWMD-format pickle; default: the data the checkpoint was trained on")
-    parser.add_argument("--output-dir", default="runs/evaluate", help="folder for metrics.json and the plots")
+    parser.add_argument("--output-dir", default="runs/evaluate", help="folder for metrics.json and the plots (default: runs/evaluate)")
     # not the checkpoint's training batch: inference keeps no activations for backward, and a few large
     # batches beat thousands of small ones (each a wait for both threads on a busy machine)
-    parser.add_argument("--batch-size", type=int, default=1024, help="inference batch size")
-    parser.add_argument("--accelerator", choices=ACCELERATORS, default="auto", help="where the model runs")
-    parser.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's")
+    parser.add_argument("--batch-size", type=int, default=1024, help="inference batch size (default: 1024)")
+    parser.add_argument("--accelerator", choices=ACCELERATORS, default="auto", help="where the model runs (default: auto)")
+    parser.add_argument("--image-size", type=int, default=None, help="maps resized to N x N (default: the checkpoint's)")
     parser.add_argument("--split", choices=("test", "val", "all"), default=None,
                         help="maps scored: the run's own val or test split, rebuilt from the checkpoint's config "
                              "(--data must hold the same maps), or all of them; default: all for a --data file, "
