@@ -38,8 +38,10 @@ def predict(lit: WaferLightningModel, loader: DataLoader, cfg: TrainConfig,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels and predictions over the loader, by Trainer.test."""
     silence_noise(cfg)
+    # no bar: the plain side shows none while it scores
     trainer = L.Trainer(devices=1, logger=False, enable_model_summary=False,
-                        enable_checkpointing=False, default_root_dir=cfg.output_dir,
+                        enable_progress_bar=False, enable_checkpointing=False,
+                        default_root_dir=cfg.output_dir,
                         **trainer_device_args(cfg, device))
     trainer.test(lit, dataloaders=loader, verbose=False)
     return lit.test_predictions()

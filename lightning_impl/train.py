@@ -38,11 +38,11 @@ from shared.runtime import (
 IMPLEMENTATION = "lightning_impl"
 
 
-# the advert; Ctrl-C's "attempting graceful shutdown" (the CLI prints its own line for that); the
-# accelerator inventory (the banner names the device the run uses); the schedule's step count being
-# worked out
-NOISE = ("litlogger", "Detected KeyboardInterrupt", "GPU available:", "TPU available:",
-         "HPU available:", "to estimate number of stepping batches")
+# the advert; Ctrl-C's "attempting graceful shutdown" and SIGTERM's notice (the CLI prints its own
+# line for both); the accelerator inventory (the banner names the device the run uses); the
+# schedule's step count being worked out
+NOISE = ("litlogger", "Detected KeyboardInterrupt", "Received SIGTERM", "GPU available:",
+         "TPU available:", "HPU available:", "to estimate number of stepping batches")
 
 
 def _drop_advert(record: logging.LogRecord) -> bool:
@@ -52,8 +52,9 @@ def _drop_advert(record: logging.LogRecord) -> bool:
 
 def silence_noise(cfg: TrainConfig) -> None:
     """Drop the messages Lightning prints that say nothing about this run; other warnings stay."""
-    # an advertisement printed by every Trainer(...)
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_advert)
+    # the NOISE lines, from the two loggers that print them
+    for name in ("utilities.rank_zero", "trainer.connectors.signal_connector"):
+        logging.getLogger(f"lightning.pytorch.{name}").addFilter(_drop_advert)
     # Lightning 2.6's own use of a torch API deprecated since; nothing a user here can change
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             FutureWarning)

@@ -16,7 +16,7 @@ from shared.config import ACCELERATORS, TrainConfig
 from shared.errors import ConfigError, TrainingError, WaferBenchError
 from shared.outputs import TRAINING_OUTPUTS, check_output_folder, existing_outputs, is_global_rank_zero
 from shared.results import RunResult, per_class_table, summary_lines
-from shared.startup import default_interrupts
+from shared.startup import interrupts_raise
 
 # --help lists the flags in three groups; a field named in neither tuple is part of the experiment
 RUN_FIELDS = ("num_workers", "accelerator", "devices", "num_nodes", "strategy", "precision", "channels_last",
@@ -54,7 +54,8 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     for f in dataclasses.fields(TrainConfig):
         kind = hints[f.name]
         # no default in the namespace: a resume tells the flags given from the ones its checkpoint restores
-        kwargs = {"default": argparse.SUPPRESS, "help": f"{f.metadata['help']} (default: {f.default})", "dest": f.name}
+        kwargs = {"default": argparse.SUPPRESS, "dest": f.name,
+                  "help": f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")}
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -96,7 +97,7 @@ def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description
     A field in `other_side_only` is the other side's flag: switched on here, it is an error (saying why) before
     any work.
     """
-    default_interrupts()
+    # until `with interrupts_raise()`, a Ctrl-C or SIGTERM is start-up's one line: nothing is written before it
     parser = build_parser(prog, description)
     argv = sys.argv[1:] if argv is None else list(argv)
     given = vars(parser.parse_args(argv))
@@ -105,28 +106,19 @@ def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description
             parser.error(f"argument {_flag(name)}: {why}")
     # a resume checks the flags given together with the checkpoint's values (resumed_config), not the defaults
     cfg = _config_or_exit(parser, {k: v for k, v in given.items() if k in NOT_RESTORED} if "resume" in given else given)
-    if "TORCHELASTIC_RUN_ID" in os.environ:
-        signal.signal(signal.SIGINT, _interrupt_once)
-    before = signal.signal(signal.SIGTERM, _terminated)
-    try:
-        cfg = resumed_config(cfg, given, stored_config(cfg))
-        main(cfg)
-    except KeyboardInterrupt:
-        if is_global_rank_zero():  # every rank gets the Ctrl-C; one message says what to do
-            sys.stdout.flush()  # a progress bar may hold the line: start the message on a line of its own
-            print(f"\n{prog}: {interrupted_message(cfg, prog, argv)}", file=sys.stderr)
-        sys.exit(130)
-    except WaferBenchError as err:
-        exit_with(parser, err)
-    finally:
-        signal.signal(signal.SIGTERM, before)
-
-
-def _terminated(signum: int, frame: object) -> None:
-    # `kill` or a job scheduler's stop ends the run as Ctrl-C does, on both sides (Lightning runs its own SIGTERM
-    # handler first, then this one): the last checkpoint and the command that continues it; a second SIGTERM kills
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise KeyboardInterrupt
+    with interrupts_raise():
+        if "TORCHELASTIC_RUN_ID" in os.environ:
+            signal.signal(signal.SIGINT, _interrupt_once)
+        try:
+            cfg = resumed_config(cfg, given, stored_config(cfg))
+            main(cfg)
+        except KeyboardInterrupt:
+            if is_global_rank_zero():  # every rank gets the Ctrl-C; one message says what to do
+                sys.stdout.flush()  # a progress bar may hold the line: start the message on a line of its own
+                print(f"\n{prog}: {interrupted_message(cfg, prog, argv)}", file=sys.stderr)
+            sys.exit(130)
+        except WaferBenchError as err:
+            exit_with(parser, err)
 
 
 def _interrupt_once(signum: int, frame: object) -> None:
@@ -210,15 +202,19 @@ def build_evaluate_parser(prog: str, description: str, checkpoint_help: str) -> 
 def evaluation_config(stored: dict, args: argparse.Namespace) -> TrainConfig:
     """The training run's config with the evaluate flags applied; one process, no speed flags (one pass)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    data = stored.get("data", "synthetic") if args.data is None else args.data
+    trained = stored.get("data", "synthetic")
+    data = trained if args.data is None else args.data
     if data != "synthetic" and not Path(data).is_file():  # given flags were checked before the checkpoint was read
-        raise ConfigError("data", f"the checkpoint was trained on {data}, which is not there: give --data with its "
-                                  f"new path (or another file)")
+        where = "" if Path(data).is_absolute() else " (a path relative to where training ran)"
+        raise ConfigError("data", f"the checkpoint was trained on {data}{where}, which is not a file here: give "
+                                  f"--data with its path now (or another file)")
     changes = {"data": data, "output_dir": args.output_dir, "resume": None, "accelerator": args.accelerator,
                "compile": False, "channels_last": False, "devices": 1, "num_nodes": 1, "strategy": "auto",
                "plots": True}
     given = (("batch_size", args.batch_size), ("image_size", args.image_size), ("tta", args.tta))
     changes.update({k: v for k, v in given if v is not None})
+    if (data == "synthetic") != (trained == "synthetic"):  # a real file's cap per class means nothing for synthetic
+        changes["samples_per_class"] = TrainConfig.samples_per_class
     if args.image_size is not None and args.image_size != stored.get("image_size"):
         # the model runs at any size (adaptive pooling), so nothing else would say the maps differ from training's
         print(f"warning: --image-size {args.image_size} differs from the checkpoint's image_size="
@@ -230,6 +226,8 @@ def check_evaluate_args(args: argparse.Namespace) -> None:
     """The evaluate flags through TrainConfig's own checks, and the output folder, before the checkpoint is read."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    if args.checkpoint == "":
+        raise ConfigError("checkpoint", "checkpoint='' is empty: give a checkpoint file's path")
     if Path(args.checkpoint).is_dir():  # as --resume says of a folder ("no such file" would be untrue)
         raise ConfigError("checkpoint", f"checkpoint={args.checkpoint!r} is a folder, not a checkpoint file")
     path = check_output_folder(args.output_dir)
@@ -242,14 +240,23 @@ def check_evaluate_args(args: argparse.Namespace) -> None:
 def run_evaluate_cli(evaluate: typing.Callable[[argparse.Namespace], RunResult], prog: str, description: str,
                      checkpoint_help: str, argv: Sequence[str] | None = None) -> None:
     """Parse, check, evaluate, print the test metrics; the project's own errors are one line (exit 2 or 1)."""
-    default_interrupts()
     parser = build_evaluate_parser(prog, description, checkpoint_help)
     args = parser.parse_args(argv)
-    try:
-        check_evaluate_args(args)
-        result = evaluate(args)
-    except WaferBenchError as err:
-        exit_with(parser, err)
+    with interrupts_raise():
+        try:
+            check_evaluate_args(args)
+            print_evaluation(args, evaluate(args))
+        except KeyboardInterrupt:
+            sys.stdout.flush()
+            print(f"\n{prog}: interrupted; the evaluation did not finish (what {args.output_dir} holds may be "
+                  f"incomplete): the same command runs it again", file=sys.stderr)
+            sys.exit(130)
+        except WaferBenchError as err:
+            exit_with(parser, err)
+
+
+def print_evaluation(args: argparse.Namespace, result: RunResult) -> None:
+    """What the evaluate command scored, its macro figures, interval and per-class table."""
     maps = sum(c["support"] for c in result.test["per_class"].values())
     split = result.scored_split
     print(f"{args.checkpoint} on {result.config['data']}: {maps} maps ({split} split)")

@@ -29,8 +29,9 @@ def weights_error(path: str, cfg: TrainConfig, err: RuntimeError) -> TrainingErr
                          f"({str(err).splitlines()[0]})")
 
 
-def check_same_data(path: str, stored: dict, cfg: TrainConfig, split: str) -> None:
-    """DataError unless --data holds the maps the run was trained on: only then is a rebuilt val/test split the run's."""
+def check_same_data(path: str, stored: dict, cfg: TrainConfig, split: str, args: argparse.Namespace) -> None:
+    """DataError unless the data scored holds the maps the run was trained on: only then is a rebuilt val/test split
+    the run's, and only then is the file a checkpoint names (no --data) the data it was trained on."""
     trained = stored.get("data")
     if (trained == "synthetic") != (cfg.data == "synthetic"):
         same = False
@@ -38,9 +39,14 @@ def check_same_data(path: str, stored: dict, cfg: TrainConfig, split: str) -> No
         same = stored["data_sha256"] == experiment_facts(cfg, 1)["data_sha256"]  # the content, not the path
     else:  # a checkpoint written before the data's digest was stored: its path is all there is
         same = trained == cfg.data
-    if not same:
-        raise DataError(f"--split {split}: --data {cfg.data} does not hold the maps {path} was trained on "
-                        f"({trained}); the rebuilt split would not be the run's (--split all scores every map)")
+    if same:
+        return
+    if args.data is None:
+        raise DataError(f"{path} was trained on {trained}, whose content has changed since: give --data with the "
+                        f"file it was trained on, or --data FILE to score every map of another file")
+    which = f"--split {split}" if args.split else f"--split {split} (the default with --data {cfg.data})"
+    raise DataError(f"{which}: --data {cfg.data} does not hold the maps {path} was trained on ({trained}); the "
+                    f"rebuilt split would not be the run's (--split all scores every map)")
 
 
 def evaluate_checkpoint(args: argparse.Namespace, implementation: str, ckpt: dict, stored_config: dict,
@@ -52,8 +58,8 @@ def evaluate_checkpoint(args: argparse.Namespace, implementation: str, ckpt: dic
     model = load_model(args.checkpoint, ckpt, cfg)  # before the data: a wrong file fails at once
     # the default: a file given is new maps, all scored; without --data, the run's own data, its test split
     split = args.split or ("all" if args.data not in (None, "synthetic") else "test")
-    if split in ("val", "test"):
-        check_same_data(args.checkpoint, stored_config, cfg, split)
+    if split in ("val", "test") or args.data is None:  # without --data: the file the checkpoint names, checked
+        check_same_data(args.checkpoint, stored_config, cfg, split, args)
     dataset, skipped = evaluation_dataset(cfg, split)
     loader = make_loader(dataset, cfg, pin_memory=device.type == "cuda", device=device)
     y_true, y_pred = predict(model, loader, cfg, device)

@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import io
 import json
+import os
 import re
 import shlex
 import shutil
@@ -223,10 +224,17 @@ def test_data_is_its_content_not_its_path(side, data_file, call_main, tmp_path, 
     code, _, err = call_main(evaluate_main(side), "--checkpoint", str(b_last), "--output-dir", str(tmp_path / "gone"),
                              "--accelerator", "cpu")  # no --data: the file it was trained on, which is not there
     assert code == 2 and err.strip().splitlines()[-1].endswith(
-        "argument --data: the checkpoint was trained on mini.pkl, which is not there: give --data with its new path "
-        "(or another file)")
+        "argument --data: the checkpoint was trained on mini.pkl (a path relative to where training ran), which is "
+        "not a file here: give --data with its path now (or another file)")
     assert not (tmp_path / "gone" / "metrics.json").exists()
     lswmd_with_a_malformed_map(second / "mini.pkl", seed=1)  # other maps where run b's data was
+    for split in ([], ["--split", "all"]):  # without --data the file is its content, for every split
+        code, _, err = call_main(evaluate_main(side), "--checkpoint", str(b_last), "--output-dir",
+                                 str(tmp_path / "changed"), "--accelerator", "cpu", *split)
+        assert code == 1 and one_line(err).endswith(f"{b_last} was trained on mini.pkl, whose content has changed "
+                                                    f"since: give --data with the file it was trained on, or --data "
+                                                    f"FILE to score every map of another file")
+    assert not (tmp_path / "changed" / "metrics.json").exists()
     before = snapshot(run_b)
     code, _, err = call_main(train_main(side), "--resume", "last", "--output-dir", str(run_b), "--epochs", "3")
     assert code == 1 and "data='mini.pkl' sha256 " in one_line(err)
@@ -419,7 +427,7 @@ def test_sigterm_stops_as_ctrl_c_does_with_the_resume_command(side, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and f"last checkpoint {last}" in err
-    assert one_line(err.strip().splitlines()[-1]).endswith(f"--output-dir {out} --resume last")
+    assert one_line(err).endswith(f"--output-dir {out} --resume last")  # Lightning's own notice is not shown
     assert not (out / "metrics.json").exists() and not (out / LOCK_NAME).exists()
 
 
@@ -654,6 +662,46 @@ def test_a_bad_flag_is_a_one_line_usage_then_the_error(side, entry, flags, error
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_evaluate_scores_synthetic_maps_with_a_file_trained_checkpoint(finished, call_main, tmp_path):
+    """A run trained on a file with no cap (--samples-per-class 0): --data synthetic --split all scores the
+    synthetic set at its own default size; its test split (the default) is not the run's, and says so."""
+    side, out, _ = finished
+    path = out / "checkpoints" / f"last.{SUFFIX[side]}"
+    flags = ["--checkpoint", str(path), "--data", "synthetic", "--accelerator", "cpu"]
+    code, stdout, err = call_main(evaluate_main(side), *flags, "--split", "all", "--output-dir", str(tmp_path / "a"))
+    assert code == 0, err
+    assert scored(tmp_path / "a")[:2] == ("all", 9 * TrainConfig.samples_per_class)
+    code, _, err = call_main(evaluate_main(side), *flags, "--output-dir", str(tmp_path / "t"))
+    assert code == 1 and ": error: --split test (the default with --data synthetic): --data synthetic does not " \
+                         "hold the maps" in one_line(err)
+
+
+def test_evaluate_names_an_empty_checkpoint_path(call_main, tmp_path):
+    code, _, err = call_main(evaluate_main("plain_pytorch"), "--checkpoint", "", "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and err.strip().splitlines()[-1].endswith("argument --checkpoint: checkpoint='' is empty: give "
+                                                               "a checkpoint file's path")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_evaluation_is_one_line_and_exit_130(signum, call_main, tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while evaluate scores: one line naming what to do, exit 130; no traceback, no silent
+    death (the signal is really sent: the handler turns it into the interrupt)."""
+    def scoring(*args):
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the signal arrives first
+        raise AssertionError("not interrupted")
+
+    monkeypatch.setattr("plain_pytorch.evaluate.evaluate_checkpoint", scoring)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _, err = call_main(evaluate_main("plain_pytorch"), "--checkpoint", str(tmp_path / "any.pt"),
+                             "--output-dir", str(tmp_path / "eval"))
+    assert code == 130 and one_line(err) == (f"python -m plain_pytorch.evaluate: interrupted; the evaluation did not "
+                                             f"finish (what {tmp_path / 'eval'} holds may be incomplete): the same "
+                                             f"command runs it again")
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler back
+
+
 def test_evaluate_names_the_other_sides_checkpoint(finished, call_main, tmp_path):
     side, out, _ = finished
     other = next(s for s in SIDES if s != side)

@@ -108,6 +108,7 @@ def test_help_lists_every_field_with_its_help_text(capsys):
         assert " ".join(f.metadata["help"].split()) in text, f.name
         if f.type == "bool":
             assert "--no-" + f.name.replace("_", "-") in text
+    assert "(default: None)" not in text  # a flag without a default says what it does instead
 
 
 def test_every_field_gets_a_parser_flag():
