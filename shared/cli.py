@@ -12,7 +12,7 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.config import ACCELERATORS, TrainConfig
+from shared.config import ACCELERATORS, TrainConfig, require_path
 from shared.errors import ConfigError, TrainingError, WaferBenchError
 from shared.outputs import TRAINING_OUTPUTS, check_output_folder, existing_outputs, is_global_rank_zero
 from shared.results import RunResult, per_class_table, summary_lines
@@ -112,13 +112,18 @@ def run_cli(main: typing.Callable[[TrainConfig], object], prog: str, description
         try:
             cfg = resumed_config(cfg, given, stored_config(cfg))
             main(cfg)
-        except KeyboardInterrupt:
-            if is_global_rank_zero():  # every rank gets the Ctrl-C; one message says what to do
-                sys.stdout.flush()  # a progress bar may hold the line: start the message on a line of its own
-                print(f"\n{prog}: {interrupted_message(cfg, prog, argv)}", file=sys.stderr)
-            sys.exit(130)
+        except KeyboardInterrupt:  # every rank gets the Ctrl-C; one message says what to do
+            exit_interrupted(prog, interrupted_message(cfg, prog, argv) if is_global_rank_zero() else None)
         except WaferBenchError as err:
             exit_with(parser, err)
+
+
+def exit_interrupted(prog: str, message: str | None) -> typing.NoReturn:
+    """Exit 130 after the message (None: say nothing, another rank says it), on a line of its own."""
+    if message is not None:
+        sys.stdout.flush()  # a progress bar may hold the line: start the message on a line of its own
+        print(f"\n{prog}: {message}", file=sys.stderr)
+    sys.exit(130)
 
 
 def _interrupt_once(signum: int, frame: object) -> None:
@@ -226,10 +231,7 @@ def check_evaluate_args(args: argparse.Namespace) -> None:
     """The evaluate flags through TrainConfig's own checks, and the output folder, before the checkpoint is read."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
-    if args.checkpoint == "":
-        raise ConfigError("checkpoint", "checkpoint='' is empty: give a checkpoint file's path")
-    if Path(args.checkpoint).is_dir():  # as --resume says of a folder ("no such file" would be untrue)
-        raise ConfigError("checkpoint", f"checkpoint={args.checkpoint!r} is a folder, not a checkpoint file")
+    require_path("checkpoint", args.checkpoint, "checkpoint file", "a checkpoint file's path")  # as --resume
     path = check_output_folder(args.output_dir)
     found = existing_outputs(path, TRAINING_OUTPUTS)
     if found:
@@ -247,10 +249,8 @@ def run_evaluate_cli(evaluate: typing.Callable[[argparse.Namespace], RunResult],
             check_evaluate_args(args)
             print_evaluation(args, evaluate(args))
         except KeyboardInterrupt:
-            sys.stdout.flush()
-            print(f"\n{prog}: interrupted; the evaluation did not finish (what {args.output_dir} holds may be "
-                  f"incomplete): the same command runs it again", file=sys.stderr)
-            sys.exit(130)
+            exit_interrupted(prog, f"interrupted; the evaluation did not finish (what {args.output_dir} holds may be "
+                                   f"incomplete): the same command runs it again")
         except WaferBenchError as err:
             exit_with(parser, err)
 

@@ -168,15 +168,13 @@ class TrainConfig:
         _require("num_workers", self.num_workers, not (self.data_on_device and self.num_workers),
                  "must be 0 with --data-on-device")
         if self.data != "synthetic":
-            _require("data", self.data, self.data != "", "is empty: give 'synthetic' or a file's path")
-            _require("data", self.data, not Path(self.data).is_dir(), "is a folder, not a data file")
+            require_path("data", self.data, "data file", "'synthetic' or a file's path")
             _require("data", self.data, Path(self.data).is_file(), "is neither 'synthetic' nor an existing file")
         else:
             _require("samples_per_class", self.samples_per_class, self.samples_per_class >= 1,
                      "must be >= 1 for synthetic data")
         if self.resume not in (None, "last"):
-            _require("resume", self.resume, self.resume != "", "is empty: give 'last' or a checkpoint file's path")
-            _require("resume", self.resume, not Path(self.resume).is_dir(), "is a folder, not a checkpoint file")
+            require_path("resume", self.resume, "checkpoint file", "'last' or a checkpoint file's path")
             _require("resume", self.resume, Path(self.resume).is_file(), "is neither 'last' nor an existing file")
         _require("overwrite", self.overwrite, not (self.overwrite and self.resume),
                  f"clears the run that resume={self.resume!r} would continue; use one of them")
@@ -205,6 +203,12 @@ class TrainConfig:
 def _require(name: str, value, ok: bool, why: str) -> None:
     if not ok:
         raise ConfigError(name, f"{name}={value!r} {why}")
+
+
+def require_path(name: str, value: str, kind: str, give: str) -> None:
+    """ConfigError unless the path flag `name` could name a file: not empty (`give` says what to), not a folder."""
+    _require(name, value, value != "", f"is empty: give {give}")
+    _require(name, value, not Path(value).is_dir(), f"is a folder, not a {kind}")
 
 
 def experiment_changes(stored: dict, cfg: TrainConfig, facts: dict | None = None) -> list[str]:
